@@ -1,0 +1,127 @@
+//! The crate's error type.
+
+use std::time::Duration;
+
+/// A `Result` with [`Error`] as its error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a pgbus call.
+///
+/// Variants other than [`Error::Database`] and [`Error::Migrate`] are raised before anything
+/// is written: a call that returns them has not touched the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database refused a statement or the connection failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+
+    /// Applying the schema migrations failed.
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migrate {
+        /// Version of the migration that failed.
+        version: i64,
+        /// Its file name.
+        name: &'static str,
+        /// What the database said.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The schema in the database is newer than this build of pgbus knows.
+    #[error("database schema is at version {found}, newer than the {known} this pgbus knows")]
+    SchemaTooNew {
+        /// Highest version applied in the database.
+        found: i64,
+        /// Highest version this build ships.
+        known: i64,
+    },
+
+    /// An event type name (or type pattern) is empty, too long or has invalid characters.
+    #[error("invalid event type {type_name:?}: {reason}")]
+    InvalidEventType {
+        /// The offending name.
+        type_name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A subscription name is empty, too long or has invalid characters.
+    #[error("invalid subscription name {name:?}: {reason}")]
+    InvalidSubscriptionName {
+        /// The offending name.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A subscription name was used that no dispatcher ever registered.
+    #[error("unknown subscription {0:?}")]
+    UnknownSubscription(String),
+
+    /// Two subscriptions with one name were given to one dispatcher.
+    #[error("subscription {0:?} is registered twice")]
+    DuplicateSubscription(String),
+
+    /// A text field of an event (source, subject, key, dedupe key, header) is invalid.
+    #[error("invalid event field `{field}`: {reason}")]
+    InvalidField {
+        /// Which field.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The serialized payload is larger than the configured limit.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Serialized size in bytes.
+        size: usize,
+        /// Configured limit in bytes.
+        limit: usize,
+    },
+
+    /// The payload cannot be stored (e.g. it holds a NUL character or nests too deeply).
+    #[error("invalid payload: {0}")]
+    InvalidPayload(String),
+
+    /// The payload failed to serialize to JSON.
+    #[error("payload of event type {type_name:?} failed to serialize: {source}")]
+    Serialize {
+        /// The event type being published.
+        type_name: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A builder was given a value it cannot work with.
+    #[error("invalid configuration `{field}`: {reason}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// Graceful shutdown did not finish within its deadline; unfinished deliveries were
+    /// released back to pending.
+    #[error("shutdown deadline of {0:?} passed; {1} unfinished deliveries were released")]
+    ShutdownTimeout(Duration, usize),
+}
+
+impl Error {
+    pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Config {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn field(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidField {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
