@@ -13,3 +13,18 @@ pub mod testing;
 
 pub use error::{Error, Result};
 pub use migrate::migrate;
+mod dispatcher;
+mod event;
+mod handler;
+mod publish;
+mod retry;
+mod subscription;
+mod wake;
+
+pub use dispatcher::{Dispatcher, DispatcherBuilder, DispatcherHandle, ShutdownReport};
+pub use event::{Event, EventEnvelope, IntoNewEvent, MAX_TEXT_LEN, MAX_TYPE_LEN, NewEvent};
+pub use handler::{Delivery, Handler, HandlerError, RawHandler};
+pub use publish::{PublishOutcome, Publisher, PublisherBuilder};
+pub use retry::RetryPolicy;
+pub use subscription::{MAX_SUBSCRIPTION_NAME_LEN, Subscription};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,119 @@
+//! The claim statement: one round trip takes a batch of due deliveries for every local
+//! subscription at once, writes their leases, and takes back expired ones.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+/// How many rows to claim for one subscription, with what policy.
+#[derive(Debug)]
+pub(crate) struct Want<'a> {
+    pub(crate) subscription: &'a str,
+    pub(crate) limit: i32,
+    pub(crate) max_attempts: i32,
+    pub(crate) lease_secs: f64,
+}
+
+/// One row the claim touched. `state` is 1 (running) for a delivery claimed for this
+/// dispatcher; 0 or 3 for one whose expired lease was taken back (pending again as a
+/// crash suspect, or dead when out of attempts): those carry no event.
+#[derive(Debug, FromRow)]
+pub(crate) struct ClaimedRow {
+    pub(crate) id: i64,
+    pub(crate) subscription: String,
+    pub(crate) attempts: i32,
+    pub(crate) state: i16,
+    pub(crate) event_id: Option<Uuid>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) source: Option<String>,
+    pub(crate) subject: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) data: Option<serde_json::Value>,
+    pub(crate) headers: Option<Json<BTreeMap<String, String>>>,
+    pub(crate) created_at: Option<DateTime<Utc>>,
+}
+
+/// `{solo}` is replaced by `NOT d.solo` or `d.solo`: literal predicates, so that each
+/// prepared statement matches its partial index even with a generic plan.
+const CLAIM_SQL: &str = r#"
+WITH want AS (
+    SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[], $4::float8[])
+        AS w(sub, n, max_attempts, lease)
+),
+picked AS (
+    SELECT c.id, c.state AS old_state, w.max_attempts, w.lease
+    FROM want w
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.state FROM pgbus.deliveries d
+        WHERE d.subscription = w.sub AND d.state < 2 AND {solo} AND d.run_at <= now()
+        ORDER BY d.priority, d.run_at, d.id
+        LIMIT w.n
+        FOR UPDATE SKIP LOCKED
+    ) c
+),
+upd AS (
+    UPDATE pgbus.deliveries d SET
+        state = CASE WHEN p.old_state = 0 THEN 1
+                     WHEN d.attempts >= p.max_attempts THEN 3
+                     ELSE 0 END,
+        attempts = d.attempts + CASE WHEN p.old_state = 0 THEN 1 ELSE 0 END,
+        run_at = CASE WHEN p.old_state = 0 THEN now() + p.lease * interval '1 second'
+                      ELSE now() END,
+        solo = d.solo OR p.old_state = 1,
+        last_error = CASE WHEN p.old_state = 0 THEN d.last_error
+                          ELSE 'lease expired during attempt ' || d.attempts || ' of '
+                               || p.max_attempts
+                               || ': its worker was lost (killed, crashed, or hung past its lease)'
+                          END,
+        finished_at = CASE WHEN p.old_state = 1 AND d.attempts >= p.max_attempts THEN now() END
+    FROM picked p
+    WHERE d.id = p.id
+    RETURNING d.id, d.event_id, d.subscription, d.attempts, d.state
+)
+SELECT u.id, u.subscription, u.attempts, u.state,
+       e.id AS event_id, e.type AS event_type, e.source, e.subject, e.key, e.data, e.headers,
+       e.created_at
+FROM upd u
+LEFT JOIN pgbus.events e ON e.id = u.event_id AND u.state = 1
+"#;
+
+/// Claims due deliveries; `solo` selects crash suspects instead of ordinary work.
+pub(crate) async fn claim(
+    pool: &PgPool,
+    wants: &[Want<'_>],
+    solo: bool,
+) -> sqlx::Result<Vec<ClaimedRow>> {
+    static NORMAL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static SOLO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = if solo {
+        SOLO.get_or_init(|| CLAIM_SQL.replace("{solo}", "d.solo"))
+    } else {
+        NORMAL.get_or_init(|| CLAIM_SQL.replace("{solo}", "NOT d.solo"))
+    };
+    let subs: Vec<&str> = wants.iter().map(|w| w.subscription).collect();
+    let limits: Vec<i32> = wants.iter().map(|w| w.limit).collect();
+    let max_attempts: Vec<i32> = wants.iter().map(|w| w.max_attempts).collect();
+    let leases: Vec<f64> = wants.iter().map(|w| w.lease_secs).collect();
+    sqlx::query_as::<_, ClaimedRow>(sql.as_str())
+        .bind(&subs)
+        .bind(&limits)
+        .bind(&max_attempts)
+        .bind(&leases)
+        .fetch_all(pool)
+        .await
+}
+
+/// Whether any crash suspect of these subscriptions is due.
+pub(crate) async fn solo_due(pool: &PgPool, subscriptions: &[&str]) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pgbus.deliveries d
+                        WHERE d.subscription = ANY($1) AND d.state < 2 AND d.solo
+                          AND d.run_at <= now())",
+    )
+    .bind(subscriptions)
+    .fetch_one(pool)
+    .await
+}

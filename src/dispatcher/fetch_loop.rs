@@ -1,0 +1,243 @@
+//! The fetch loop: claims work while there is room and work, sleeps (woken early by
+//! publishes, notifications and freed slots) when there is none.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::claim::{self, ClaimedRow, Want};
+use super::{Held, Shared};
+use crate::event::EventEnvelope;
+use crate::handler::Delivery;
+
+/// Extra fetches after a wake-up that found nothing (the publish that woke us may not have
+/// committed yet, or its NOTIFY was debounced), with doubling pauses from 1 ms.
+const LINGER_STEPS: u32 = 4;
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let index: HashMap<Arc<str>, usize> = shared
+        .subs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
+    let names: Vec<&str> = shared.subs.iter().map(|s| &*s.name).collect();
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    let mut linger = LINGER_STEPS;
+    let mut next_solo_check = Instant::now();
+    let mut solo_pending = false;
+
+    while !shared.stop.is_cancelled() {
+        // Crash suspects run alone: checked every poll interval, they pause normal claims
+        // until this dispatcher has nothing in flight, then run one at a time.
+        if Instant::now() >= next_solo_check {
+            next_solo_check = Instant::now() + shared.config.poll_interval;
+            match claim::solo_due(&shared.pool, &names).await {
+                Ok(due) => solo_pending = due,
+                Err(e) => {
+                    failing = report_failure(&shared, &e, &mut backoff).await;
+                    continue;
+                }
+            }
+        }
+        if solo_pending {
+            if shared.outstanding_total() > 0 {
+                wait(&shared, Some(&shared.slot_freed), shared.config.poll_interval).await;
+                continue;
+            }
+            let wants: Vec<Want<'_>> = shared
+                .subs
+                .iter()
+                .map(|s| Want {
+                    subscription: &s.name,
+                    limit: 1,
+                    max_attempts: s.sub.retry.max_attempts as i32,
+                    lease_secs: s.sub.lease.as_secs_f64(),
+                })
+                .collect();
+            match claim::claim(&shared.pool, &wants, true).await {
+                Ok(rows) => {
+                    recovered(&mut failing, &mut backoff);
+                    // Run at most one suspect; give back the others uncounted.
+                    let mut started = false;
+                    for row in rows {
+                        if row.state == 1 && started {
+                            release_unrun(&shared, &row).await;
+                        } else if row.state == 1 {
+                            started = true;
+                            dispatch(&shared, &index, row);
+                        }
+                    }
+                    if !started {
+                        solo_pending = false;
+                    }
+                }
+                Err(e) => failing = report_failure(&shared, &e, &mut backoff).await,
+            }
+            continue;
+        }
+
+        let wants = wants(&shared);
+        if wants.is_empty() {
+            wait(&shared, Some(&shared.slot_freed), shared.config.poll_interval).await;
+            continue;
+        }
+        match claim::claim(&shared.pool, &wants, false).await {
+            Ok(rows) => {
+                recovered(&mut failing, &mut backoff);
+                let mut got: HashMap<&str, i32> = HashMap::new();
+                let mut took_back = 0usize;
+                for row in rows {
+                    if row.state == 1 {
+                        *got.entry(wants_name(&wants, &row.subscription)).or_default() += 1;
+                        dispatch(&shared, &index, row);
+                    } else {
+                        took_back += 1;
+                    }
+                }
+                if took_back > 0 {
+                    tracing::warn!(
+                        count = took_back,
+                        "pgbus: took back deliveries whose lease expired; they will run alone"
+                    );
+                    next_solo_check = Instant::now();
+                }
+                let full = wants
+                    .iter()
+                    .any(|w| got.get(w.subscription).copied().unwrap_or(0) >= w.limit);
+                if full || took_back > 0 {
+                    linger = 0;
+                    continue;
+                }
+                if got.is_empty() && linger < LINGER_STEPS {
+                    let pause = Duration::from_millis(1 << linger);
+                    linger += 1;
+                    wait(&shared, None, pause).await;
+                    continue;
+                }
+                if wait(&shared, None, shared.config.poll_interval).await {
+                    linger = 0;
+                }
+            }
+            Err(e) => failing = report_failure(&shared, &e, &mut backoff).await,
+        }
+    }
+    let _ = failing;
+}
+
+/// Per subscription, how many to claim: nothing while the local queue is more than half
+/// full, else enough to fill it (concurrency + batch size held at most).
+fn wants(shared: &Shared) -> Vec<Want<'_>> {
+    let batch = shared.config.batch_size;
+    shared
+        .subs
+        .iter()
+        .filter_map(|s| {
+            let cap = s.sub.concurrency + batch;
+            let outstanding = s.outstanding.load(Ordering::Relaxed);
+            let room = cap.saturating_sub(outstanding);
+            (room > 0 && (outstanding <= s.sub.concurrency + batch / 2)).then(|| Want {
+                subscription: &s.name,
+                limit: room.min(batch) as i32,
+                max_attempts: s.sub.retry.max_attempts as i32,
+                lease_secs: s.sub.lease.as_secs_f64(),
+            })
+        })
+        .collect()
+}
+
+fn wants_name<'a>(wants: &[Want<'a>], name: &str) -> &'a str {
+    wants
+        .iter()
+        .find(|w| w.subscription == name)
+        .map_or("", |w| w.subscription)
+}
+
+/// Hands a claimed row to a delivery task.
+fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: ClaimedRow) {
+    let Some(&sub_index) = index.get(row.subscription.as_str()) else {
+        return;
+    };
+    let sub = &shared.subs[sub_index];
+    let lease_secs = sub.sub.lease.as_secs_f64();
+    shared.held().insert(
+        row.id,
+        Held {
+            attempt: row.attempts,
+            lease_secs,
+            started: false,
+            reported: false,
+            extended_at: Instant::now(),
+        },
+    );
+    sub.outstanding.fetch_add(1, Ordering::Relaxed);
+    let delivery = Delivery {
+        id: row.id,
+        attempt: row.attempts.max(1) as u32,
+        subscription: sub.name.clone(),
+        event: EventEnvelope {
+            id: row.event_id.unwrap_or_default(),
+            event_type: row.event_type.unwrap_or_default(),
+            source: row.source.unwrap_or_default(),
+            subject: row.subject,
+            key: row.key,
+            data: row.data.unwrap_or(serde_json::Value::Null),
+            headers: row.headers.map(|h| h.0).unwrap_or_default(),
+            created_at: row.created_at.unwrap_or_default(),
+        },
+    };
+    shared
+        .tasks
+        .spawn(super::execute::run(shared.clone(), sub_index, delivery));
+}
+
+/// Gives a claimed suspect back without counting the attempt.
+async fn release_unrun(shared: &Shared, row: &ClaimedRow) {
+    let c = super::complete::Completion {
+        id: row.id,
+        attempt: row.attempts,
+        kind: super::complete::Kind::ReleaseUnstarted,
+        delay_secs: 0.0,
+        error: None,
+    };
+    if let Err(e) = super::complete::write(&shared.pool, std::slice::from_ref(&c)).await {
+        tracing::warn!(error = %e, "pgbus: could not give back a claimed delivery; its lease will expire");
+    }
+}
+
+/// Sleeps up to `timeout`, waking early on a wake-up (and on `extra`). Returns whether
+/// it was woken rather than timed out.
+async fn wait(shared: &Shared, extra: Option<&tokio::sync::Notify>, timeout: Duration) -> bool {
+    let extra = async {
+        match extra {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shared.wake.notified() => true,
+        _ = extra => true,
+        _ = tokio::time::sleep(timeout) => false,
+        _ = shared.stop.cancelled() => true,
+    }
+}
+
+async fn report_failure(shared: &Shared, e: &sqlx::Error, backoff: &mut Duration) -> bool {
+    tracing::warn!(error = %e, retry_in = ?*backoff, "pgbus: claiming failed; retrying");
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = shared.stop.cancelled() => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    true
+}
+
+fn recovered(failing: &mut bool, backoff: &mut Duration) {
+    if *failing {
+        tracing::info!("pgbus: database reachable again; claiming resumed");
+    }
+    *failing = false;
+    *backoff = Duration::from_millis(100);
+}

@@ -1,0 +1,56 @@
+//! Lease extension: while a delivery is held (queued or running) its lease is pushed
+//! forward, so a slow handler is never taken over while its dispatcher lives.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Shared;
+
+const EXTEND_SQL: &str = r#"
+UPDATE pgbus.deliveries d SET run_at = now() + u.lease * interval '1 second'
+FROM unnest($1::int8[], $2::int4[], $3::float8[]) AS u(id, attempt, lease)
+WHERE d.id = u.id AND d.attempts = u.attempt AND d.state = 1
+"#;
+
+/// Every third of the shortest lease, extends the leases last extended a third of their
+/// own length ago.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let shortest = shared
+        .subs
+        .iter()
+        .map(|s| s.sub.lease)
+        .min()
+        .unwrap_or(Duration::from_secs(30));
+    let tick = shortest / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = shared.abandon.cancelled() => return,
+            _ = shared.finished.cancelled() => return,
+        }
+        let now = Instant::now();
+        let due = shared.due_for_extension(now);
+        if due.is_empty() {
+            continue;
+        }
+        let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
+        let attempts: Vec<i32> = due.iter().map(|d| d.1).collect();
+        let leases: Vec<f64> = due.iter().map(|d| d.2).collect();
+        match sqlx::query(EXTEND_SQL)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&leases)
+            .execute(&shared.pool)
+            .await
+        {
+            Ok(r) => {
+                shared.extended(&ids, now);
+                let lost = ids.len() as u64 - r.rows_affected();
+                if lost > 0 {
+                    tracing::debug!(lost, "pgbus: some leases were no longer held when extended");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pgbus: extending leases failed; will retry"),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Graceful shutdown: stop claiming, let handlers finish within the deadline, write their
+//! outcomes, release whatever did not finish, so nothing stays `running`.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Shared;
+use super::complete::{self, Completion, Kind, Msg};
+use crate::error::Result;
+
+/// What a shutdown did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Whether every started handler finished before the deadline.
+    pub finished_in_time: bool,
+    /// Deliveries given back as pending: queued ones that never started (attempt not
+    /// counted) and, after the deadline, interrupted ones (attempt counted).
+    pub released: usize,
+}
+
+/// Waits for the shutdown token, then runs the shutdown.
+pub(crate) async fn supervise(
+    shared: Arc<Shared>,
+    token: CancellationToken,
+    fetcher: JoinHandle<()>,
+    completer: JoinHandle<()>,
+    background: TaskTracker,
+) -> Result<ShutdownReport> {
+    token.cancelled().await;
+    tracing::info!("pgbus: dispatcher shutting down");
+    shared.stop.cancel();
+    let _ = fetcher.await;
+
+    shared.tasks.close();
+    let deadline = shared.config.shutdown_timeout;
+    let finished_in_time = tokio::time::timeout(deadline, shared.tasks.wait())
+        .await
+        .is_ok();
+    if !finished_in_time {
+        tracing::warn!(?deadline, "pgbus: shutdown deadline passed; interrupting handlers");
+        shared.abandon.cancel();
+        shared.tasks.wait().await;
+    }
+
+    let (done_tx, done_rx) = oneshot::channel();
+    if shared.outcomes.send(Msg::Finish(done_tx)).is_ok() {
+        let _ = done_rx.await;
+    }
+    let _ = completer.await;
+
+    let release: Vec<Completion> = shared
+        .held()
+        .iter()
+        .map(|(id, h)| Completion {
+            id: *id,
+            attempt: h.attempt,
+            kind: if h.started {
+                Kind::ReleaseStarted
+            } else {
+                Kind::ReleaseUnstarted
+            },
+            delay_secs: 0.0,
+            error: h
+                .started
+                .then(|| "interrupted by dispatcher shutdown".to_owned()),
+        })
+        .collect();
+    let released = release.len();
+    let result = if release.is_empty() {
+        Ok(())
+    } else {
+        complete::write(&shared.pool, &release)
+            .await
+            .map(|_| ())
+            .map_err(Into::into)
+    };
+    shared.forget(release.iter().map(|c| c.id));
+    shared.finished.cancel();
+    background.wait().await;
+    tracing::info!(released, finished_in_time, "pgbus: dispatcher stopped");
+    result.map(|()| ShutdownReport {
+        finished_in_time,
+        released,
+    })
+}

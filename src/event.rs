@@ -1,0 +1,340 @@
+//! Events: the typed [`Event`] trait, the outgoing [`NewEvent`] and the delivered
+//! [`EventEnvelope`].
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Longest event type name, in bytes.
+pub const MAX_TYPE_LEN: usize = 200;
+/// Longest subject, ordering key, dedupe key, source or header value, in bytes.
+pub const MAX_TEXT_LEN: usize = 1024;
+
+/// A typed event: a serde type with a stable type name.
+///
+/// The set of types implementing `Event` is the service's event catalog.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct PropertyCreated {
+///     property_id: i64,
+///     title: String,
+/// }
+///
+/// impl pgbus::Event for PropertyCreated {
+///     const TYPE: &'static str = "property.created";
+/// }
+/// ```
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The event type name, e.g. `property.created`: dot-separated segments of ASCII
+    /// letters, digits, `_` and `-`, at most [`MAX_TYPE_LEN`] bytes.
+    const TYPE: &'static str;
+}
+
+/// An event about to be published: its type, JSON payload and optional metadata.
+///
+/// Build one from a typed event with [`NewEvent::from_event`] (or pass `&event` straight to
+/// [`Publisher::publish`](crate::Publisher::publish)), or from a type name and raw JSON with
+/// [`NewEvent::raw`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub(crate) id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) data: Value,
+    pub(crate) subject: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) dedupe_key: Option<String>,
+    pub(crate) priority: i16,
+    pub(crate) deliver_at: Option<DateTime<Utc>>,
+}
+
+impl NewEvent {
+    /// An event of type `event_type` carrying `data` as is. The type name is checked when
+    /// published.
+    pub fn raw(event_type: impl Into<String>, data: Value) -> Self {
+        NewEvent {
+            id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            data,
+            subject: None,
+            key: None,
+            headers: BTreeMap::new(),
+            dedupe_key: None,
+            priority: 0,
+            deliver_at: None,
+        }
+    }
+
+    /// Serializes a typed event.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialize`] if serde fails (e.g. a map with non-string keys).
+    pub fn from_event<E: Event>(event: &E) -> Result<Self> {
+        let data = serde_json::to_value(event).map_err(|source| Error::Serialize {
+            type_name: E::TYPE.to_owned(),
+            source,
+        })?;
+        Ok(Self::raw(E::TYPE, data))
+    }
+
+    /// The id the event will have (a UUID v7, time-ordered).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The event type name.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The aggregate or entity this event is about (e.g. `property/42`). Default: none.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Ordering key. Stored with each delivery; per-key ordering is on the roadmap.
+    /// Default: none.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header, such as `correlation_id`, `causation_id` or `traceparent`.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Publishing a second event with the same dedupe key writes nothing and reports
+    /// [`PublishOutcome::Duplicate`](crate::PublishOutcome::Duplicate). Default: none.
+    pub fn dedupe_key(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+
+    /// Priority of the event's deliveries: smaller runs first. Default: 0.
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The deliveries become due at this time instead of at once. Default: now.
+    pub fn deliver_at(mut self, at: DateTime<Utc>) -> Self {
+        self.deliver_at = Some(at);
+        self
+    }
+
+    /// Uses a caller-chosen id instead of a fresh UUID v7.
+    pub fn with_id(mut self, id: Uuid) -> Self {
+        self.id = id;
+        self
+    }
+}
+
+/// Anything [`Publisher::publish`](crate::Publisher::publish) accepts: a [`NewEvent`] or a
+/// reference to a typed [`Event`].
+pub trait IntoNewEvent {
+    /// Converts into a [`NewEvent`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialize`] if a typed payload fails to serialize.
+    fn into_new_event(self) -> Result<NewEvent>;
+}
+
+impl IntoNewEvent for NewEvent {
+    fn into_new_event(self) -> Result<NewEvent> {
+        Ok(self)
+    }
+}
+
+impl<E: Event> IntoNewEvent for &E {
+    fn into_new_event(self) -> Result<NewEvent> {
+        NewEvent::from_event(self)
+    }
+}
+
+/// A published event as a handler receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventEnvelope {
+    /// Event id (UUID v7).
+    pub id: Uuid,
+    /// Event type name.
+    pub event_type: String,
+    /// Publishing service.
+    pub source: String,
+    /// Aggregate or entity id, if any.
+    pub subject: Option<String>,
+    /// Ordering key, if any.
+    pub key: Option<String>,
+    /// The JSON payload.
+    pub data: Value,
+    /// Headers (correlation ids, `traceparent`, ...).
+    pub headers: BTreeMap<String, String>,
+    /// When the event was published (transaction time of the publish).
+    pub created_at: DateTime<Utc>,
+}
+
+impl EventEnvelope {
+    /// Deserializes the payload as `E`.
+    ///
+    /// # Errors
+    ///
+    /// The serde error when the payload does not fit `E`.
+    pub fn decode<E: Event>(&self) -> std::result::Result<E, serde_json::Error> {
+        E::deserialize(&self.data)
+    }
+}
+
+/// Checks an event type name: non-empty dot-separated segments of `[A-Za-z0-9_-]`.
+pub(crate) fn validate_type(name: &str) -> Result<()> {
+    check_dotted(name, false).map_err(|reason| Error::InvalidEventType {
+        type_name: name.to_owned(),
+        reason,
+    })
+}
+
+/// Checks a subscription pattern: a type name whose segments may be `*` (any text,
+/// including further segments).
+pub(crate) fn validate_pattern(pattern: &str) -> Result<()> {
+    check_dotted(pattern, true).map_err(|reason| Error::InvalidEventType {
+        type_name: pattern.to_owned(),
+        reason,
+    })
+}
+
+fn check_dotted(name: &str, allow_star: bool) -> std::result::Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("must not be empty");
+    }
+    if name.len() > MAX_TYPE_LEN {
+        return Err("longer than 200 bytes");
+    }
+    for segment in name.split('.') {
+        if segment.is_empty() {
+            return Err("has an empty segment (leading, trailing or double dot)");
+        }
+        if allow_star && segment == "*" {
+            continue;
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(if allow_star {
+                "only ASCII letters, digits, '_', '-', '.' and whole '*' segments are allowed"
+            } else {
+                "only ASCII letters, digits, '_', '-' and '.' are allowed"
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Turns a validated pattern into a SQL `LIKE` pattern (`_` escaped, `*` becomes `%`).
+pub(crate) fn pattern_to_like(pattern: &str) -> String {
+    pattern.replace('_', "\\_").replace('*', "%")
+}
+
+/// Checks free text stored in a `text` column: bounded and without NUL.
+pub(crate) fn validate_text(field: &'static str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::field(field, "must not be empty"));
+    }
+    if value.len() > MAX_TEXT_LEN {
+        return Err(Error::field(
+            field,
+            format!("{} bytes, longer than {MAX_TEXT_LEN}", value.len()),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(Error::field(field, "contains a NUL character"));
+    }
+    Ok(())
+}
+
+/// Deepest nesting of arrays and objects accepted in a payload.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Checks a payload for what `jsonb` cannot hold (NUL in strings) or what would blow the
+/// stack (nesting deeper than [`MAX_DEPTH`]); iterative, so any input is safe.
+pub(crate) fn validate_payload(data: &Value) -> Result<()> {
+    let mut stack: Vec<(&Value, usize)> = vec![(data, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::String(s) if s.contains('\0') => {
+                return Err(Error::InvalidPayload(
+                    "a string holds a NUL character, which PostgreSQL jsonb cannot store".into(),
+                ));
+            }
+            Value::Array(items) => {
+                if depth > MAX_DEPTH {
+                    return Err(Error::InvalidPayload(format!(
+                        "nested deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+                stack.extend(items.iter().map(|v| (v, depth + 1)));
+            }
+            Value::Object(map) => {
+                if depth > MAX_DEPTH {
+                    return Err(Error::InvalidPayload(format!(
+                        "nested deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+                if map.keys().any(|k| k.contains('\0')) {
+                    return Err(Error::InvalidPayload(
+                        "an object key holds a NUL character, which PostgreSQL jsonb cannot store"
+                            .into(),
+                    ));
+                }
+                stack.extend(map.values().map(|v| (v, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names() {
+        assert!(validate_type("property.created").is_ok());
+        assert!(validate_type("a_b-c.D9").is_ok());
+        for bad in ["", ".a", "a.", "a..b", "a b", "a.*", "é", "a%"] {
+            assert!(validate_type(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_type(&"a".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(validate_pattern("*").is_ok());
+        assert!(validate_pattern("property.*").is_ok());
+        assert!(validate_pattern("property.*x").is_err());
+        assert_eq!(pattern_to_like("a_b.*"), "a\\_b.%");
+    }
+
+    #[test]
+    fn payload_checks() {
+        assert!(validate_payload(&serde_json::json!({"a": [1, "x"]})).is_ok());
+        assert!(validate_payload(&serde_json::json!({"a": "x\u{0}"})).is_err());
+        let mut deep = Value::Null;
+        for _ in 0..100 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert!(validate_payload(&deep).is_err());
+    }
+}

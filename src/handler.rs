@@ -1,0 +1,172 @@
+//! Handlers: what a subscription runs for each delivery, and how it reports failure.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::event::{Event, EventEnvelope};
+
+/// One delivery of one event to one subscription, as its handler sees it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// Delivery id: stable across attempts; use it (or the event id) to make handlers
+    /// idempotent.
+    pub id: i64,
+    /// This attempt's number, starting at 1.
+    pub attempt: u32,
+    /// The subscription being delivered to.
+    pub subscription: Arc<str>,
+    /// The event.
+    pub event: EventEnvelope,
+}
+
+/// Why a handler failed, and what pgbus should do about it.
+///
+/// Any error converts into [`HandlerError::Retry`] with `?`, so handlers can use `?` on
+/// their own errors; return [`HandlerError::permanent`] for failures retrying cannot fix.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// Try again later: after `delay` if given, else after the retry policy's backoff.
+    /// Dead once the policy's attempts are used up.
+    Retry {
+        /// What went wrong (stored as the delivery's `last_error`).
+        message: String,
+        /// A specific delay before the next attempt.
+        delay: Option<Duration>,
+    },
+    /// Do not try again: the delivery is dead at once.
+    Permanent {
+        /// What went wrong (stored as the delivery's `last_error`).
+        message: String,
+    },
+}
+
+impl HandlerError {
+    /// A retryable failure with the policy's backoff.
+    pub fn retry(message: impl fmt::Display) -> Self {
+        HandlerError::Retry {
+            message: message.to_string(),
+            delay: None,
+        }
+    }
+
+    /// A retryable failure, next attempt after `delay`.
+    pub fn retry_after(message: impl fmt::Display, delay: Duration) -> Self {
+        HandlerError::Retry {
+            message: message.to_string(),
+            delay: Some(delay),
+        }
+    }
+
+    /// A permanent failure: the delivery is dead at once.
+    pub fn permanent(message: impl fmt::Display) -> Self {
+        HandlerError::Permanent {
+            message: message.to_string(),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        match self {
+            HandlerError::Retry { message, .. } | HandlerError::Permanent { message } => message,
+        }
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerError::Retry { message, .. } => write!(f, "retryable: {message}"),
+            HandlerError::Permanent { message } => write!(f, "permanent: {message}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        HandlerError::retry(error)
+    }
+}
+
+/// Handles one typed event type.
+///
+/// ```
+/// use pgbus::{Delivery, Event, Handler, HandlerError};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct PropertyCreated { property_id: i64 }
+/// # impl Event for PropertyCreated { const TYPE: &'static str = "property.created"; }
+///
+/// struct NotifyAgents;
+///
+/// #[async_trait::async_trait]
+/// impl Handler<PropertyCreated> for NotifyAgents {
+///     async fn handle(&self, event: PropertyCreated, delivery: &Delivery) -> Result<(), HandlerError> {
+///         println!("property {} (attempt {})", event.property_id, delivery.attempt);
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Handler<E: Event>: Send + Sync + 'static {
+    /// Handles one delivery. A payload that does not deserialize as `E` never reaches this
+    /// method: the delivery is dead at once with an error naming the type.
+    async fn handle(&self, event: E, delivery: &Delivery) -> Result<(), HandlerError>;
+}
+
+/// Handles raw events of any type the subscription's patterns match.
+#[async_trait]
+pub trait RawHandler: Send + Sync + 'static {
+    /// Handles one delivery; the payload is `delivery.event.data`.
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError>;
+}
+
+/// The dispatcher's uniform view of typed and raw handlers.
+#[async_trait]
+pub(crate) trait ErasedHandler: Send + Sync + 'static {
+    async fn call(&self, delivery: &Delivery) -> Result<(), Failure>;
+}
+
+/// A handler failure as the dispatcher records it.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Handler(HandlerError),
+    /// The payload does not deserialize as the handler's type: dead at once.
+    Decode(String),
+}
+
+pub(crate) struct Typed<E, H> {
+    pub(crate) handler: H,
+    pub(crate) _event: PhantomData<fn() -> E>,
+}
+
+#[async_trait]
+impl<E: Event, H: Handler<E>> ErasedHandler for Typed<E, H> {
+    async fn call(&self, delivery: &Delivery) -> Result<(), Failure> {
+        let event = delivery.event.decode::<E>().map_err(|e| {
+            Failure::Decode(format!(
+                "cannot deserialize event {} of type {:?} as {}: {e}",
+                delivery.event.id,
+                delivery.event.event_type,
+                std::any::type_name::<E>()
+            ))
+        })?;
+        self.handler
+            .handle(event, delivery)
+            .await
+            .map_err(Failure::Handler)
+    }
+}
+
+pub(crate) struct Raw<H>(pub(crate) H);
+
+#[async_trait]
+impl<H: RawHandler> ErasedHandler for Raw<H> {
+    async fn call(&self, delivery: &Delivery) -> Result<(), Failure> {
+        self.0.handle(delivery).await.map_err(Failure::Handler)
+    }
+}

@@ -1,0 +1,382 @@
+//! Publishing events inside the caller's transaction: one statement writes the events and
+//! fans them out to one delivery per matching subscription.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::event::{self, IntoNewEvent, NewEvent};
+use crate::wake;
+
+/// The channel pgbus publishers NOTIFY and dispatchers LISTEN on.
+pub(crate) const NOTIFY_CHANNEL: &str = "pgbus";
+
+/// What happened to one published event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishOutcome {
+    /// The event was written with one delivery per matching subscription.
+    Published {
+        /// The event id.
+        id: Uuid,
+        /// How many deliveries (matching subscriptions) were created.
+        deliveries: u32,
+    },
+    /// An event with the same dedupe key exists; nothing was written.
+    Duplicate {
+        /// The id of the event that holds the dedupe key.
+        id: Uuid,
+    },
+}
+
+impl PublishOutcome {
+    /// The id of the event (for a duplicate, the original event's id).
+    pub fn id(&self) -> Uuid {
+        match *self {
+            PublishOutcome::Published { id, .. } | PublishOutcome::Duplicate { id } => id,
+        }
+    }
+
+    /// Whether the event was a duplicate.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, PublishOutcome::Duplicate { .. })
+    }
+}
+
+/// Writes events, inside the caller's transaction. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(pool: sqlx::PgPool) -> pgbus::Result<()> {
+/// let publisher = pgbus::Publisher::builder().source("property-service").build()?;
+/// let mut tx = pool.begin().await?;
+/// // ... the service's own writes ...
+/// publisher
+///     .publish(&mut *tx, pgbus::NewEvent::raw("property.created", serde_json::json!({"id": 42})))
+///     .await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    source: String,
+    max_payload_bytes: usize,
+    notify: bool,
+    notify_debounce: Duration,
+    epoch: Instant,
+    /// Micros since `epoch` of the last publish that carried a NOTIFY, plus one (0 = never).
+    last_notify: AtomicU64,
+}
+
+/// Builds a [`Publisher`].
+#[derive(Debug, Clone)]
+pub struct PublisherBuilder {
+    source: String,
+    max_payload_bytes: usize,
+    notify: bool,
+    notify_debounce: Duration,
+}
+
+impl Default for PublisherBuilder {
+    fn default() -> Self {
+        PublisherBuilder {
+            source: "pgbus".to_owned(),
+            max_payload_bytes: 1024 * 1024,
+            notify: true,
+            notify_debounce: Duration::from_millis(1),
+        }
+    }
+}
+
+impl PublisherBuilder {
+    /// The `source` stored with every event (the publishing service). Default: `"pgbus"`.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// Largest serialized payload accepted, in bytes. Default: 1 MiB. Must be at least 2.
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Whether publishes NOTIFY idle dispatchers in other processes. Default: `true`.
+    /// Without it, other processes find new events at their poll interval.
+    pub fn notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// At most one NOTIFY per this window per publisher; publishes inside the window rely on
+    /// the dispatcher's re-fetch after a wake-up. Default: 1 ms. Zero notifies on every
+    /// publish statement.
+    pub fn notify_debounce(mut self, window: Duration) -> Self {
+        self.notify_debounce = window;
+        self
+    }
+
+    /// Checks the settings and builds the publisher.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidField`] for an empty, over-long or NUL-holding source,
+    /// [`Error::Config`] for a payload limit below 2 bytes.
+    pub fn build(self) -> Result<Publisher> {
+        event::validate_text("source", &self.source)?;
+        if self.max_payload_bytes < 2 {
+            return Err(Error::config("max_payload_bytes", "must be at least 2"));
+        }
+        Ok(Publisher {
+            inner: Arc::new(Inner {
+                source: self.source,
+                max_payload_bytes: self.max_payload_bytes,
+                notify: self.notify,
+                notify_debounce: self.notify_debounce,
+                epoch: Instant::now(),
+                last_notify: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+const PUBLISH_SQL: &str = r#"
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
+                         $7::text[], $8::int2[], $9::timestamptz[])
+        AS i(id, type, subject, key, data, headers, dedupe_key, priority, deliver_at)
+),
+ev AS (
+    INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, dedupe_key, priority)
+    SELECT id, type, $10, subject, key, data, headers, dedupe_key, priority FROM input
+    ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING id, type, key, priority
+),
+fan AS (
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
+    SELECT ev.id, s.name, ev.priority, coalesce(i.deliver_at, now()), ev.key
+    FROM ev
+    JOIN input i ON i.id = ev.id
+    JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
+    RETURNING event_id
+)
+SELECT ev.id, (SELECT count(*) FROM fan WHERE fan.event_id = ev.id)::int4 AS deliveries,
+       (SELECT true FROM (SELECT pg_notify('pgbus', '') WHERE $11) n) AS notified
+FROM ev
+"#;
+
+impl Publisher {
+    /// A builder with every setting at its default.
+    pub fn builder() -> PublisherBuilder {
+        PublisherBuilder::default()
+    }
+
+    /// A publisher with the given source and every other setting at its default.
+    ///
+    /// # Errors
+    ///
+    /// As [`PublisherBuilder::build`].
+    pub fn new(source: impl Into<String>) -> Result<Publisher> {
+        Self::builder().source(source).build()
+    }
+
+    /// The configured source.
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// Publishes one event in one round trip. Pass `&mut *tx` to publish inside a
+    /// transaction: the event and its deliveries exist exactly when the transaction commits.
+    ///
+    /// # Errors
+    ///
+    /// A validation error (type name, field, payload size or content) before anything is
+    /// written, or [`Error::Database`].
+    pub async fn publish(
+        &self,
+        conn: &mut PgConnection,
+        event: impl IntoNewEvent,
+    ) -> Result<PublishOutcome> {
+        let event = event.into_new_event()?;
+        let mut out = self.publish_all(conn, std::slice::from_ref(&event)).await?;
+        Ok(out.remove(0))
+    }
+
+    /// Publishes a batch of events in one round trip (arrays and `UNNEST`), returning one
+    /// outcome per event, in order. Either every event is valid and the batch is written,
+    /// or nothing is.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::publish`], for the first invalid event.
+    pub async fn publish_all(
+        &self,
+        conn: &mut PgConnection,
+        events: &[NewEvent],
+    ) -> Result<Vec<PublishOutcome>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = events.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut types = Vec::with_capacity(n);
+        let mut subjects = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut datas = Vec::with_capacity(n);
+        let mut headers = Vec::with_capacity(n);
+        let mut dedupes = Vec::with_capacity(n);
+        let mut priorities = Vec::with_capacity(n);
+        let mut deliver_ats: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
+        for e in events {
+            self.validate(e)?;
+            ids.push(e.id);
+            types.push(e.event_type.as_str());
+            subjects.push(e.subject.as_deref());
+            keys.push(e.key.as_deref());
+            datas.push(&e.data);
+            headers.push(Json(&e.headers));
+            dedupes.push(e.dedupe_key.as_deref());
+            priorities.push(e.priority);
+            deliver_ats.push(e.deliver_at);
+        }
+        let notify = self.should_notify();
+        let rows: Vec<(Uuid, i32, Option<bool>)> = sqlx::query_as(PUBLISH_SQL)
+            .bind(&ids)
+            .bind(&types)
+            .bind(&subjects)
+            .bind(&keys)
+            .bind(&datas)
+            .bind(&headers)
+            .bind(&dedupes)
+            .bind(&priorities)
+            .bind(&deliver_ats)
+            .bind(&self.inner.source)
+            .bind(notify)
+            .fetch_all(&mut *conn)
+            .await?;
+        wake::wake_local();
+
+        let mut written: HashMap<Uuid, u32> = rows
+            .into_iter()
+            .map(|(id, deliveries, _)| (id, deliveries.max(0) as u32))
+            .collect();
+        let mut outcomes = Vec::with_capacity(n);
+        let mut missing: Vec<&str> = Vec::new();
+        for e in events {
+            if let Some(deliveries) = written.remove(&e.id) {
+                outcomes.push(Some(PublishOutcome::Published {
+                    id: e.id,
+                    deliveries,
+                }));
+            } else {
+                // Not inserted: the dedupe key is taken (by an earlier event or one earlier
+                // in this batch). Looked up below, in a new statement that sees it.
+                missing.extend(e.dedupe_key.as_deref());
+                outcomes.push(None);
+            }
+        }
+        let originals: HashMap<String, Uuid> = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as::<_, (String, Uuid)>(
+                "SELECT dedupe_key, id FROM pgbus.events WHERE dedupe_key = ANY($1)",
+            )
+            .bind(&missing)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        Ok(events
+            .iter()
+            .zip(outcomes)
+            .map(|(e, outcome)| {
+                outcome.unwrap_or_else(|| PublishOutcome::Duplicate {
+                    id: e
+                        .dedupe_key
+                        .as_ref()
+                        .and_then(|k| originals.get(k).copied())
+                        .unwrap_or(e.id),
+                })
+            })
+            .collect())
+    }
+
+    fn validate(&self, e: &NewEvent) -> Result<()> {
+        event::validate_type(&e.event_type)?;
+        for (field, value) in [
+            ("subject", &e.subject),
+            ("key", &e.key),
+            ("dedupe_key", &e.dedupe_key),
+        ] {
+            if let Some(v) = value {
+                event::validate_text(field, v)?;
+            }
+        }
+        for (name, value) in &e.headers {
+            event::validate_text("header name", name)?;
+            if value.len() > event::MAX_TEXT_LEN || value.contains('\0') {
+                return Err(Error::field(
+                    "header value",
+                    format!("header {name:?}: at most {} bytes, no NUL", event::MAX_TEXT_LEN),
+                ));
+            }
+        }
+        event::validate_payload(&e.data)?;
+        let size = json_size(&e.data);
+        if size > self.inner.max_payload_bytes {
+            return Err(Error::PayloadTooLarge {
+                size,
+                limit: self.inner.max_payload_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether this statement should carry a NOTIFY (at most one per debounce window).
+    fn should_notify(&self) -> bool {
+        if !self.inner.notify {
+            return false;
+        }
+        let now = self.inner.epoch.elapsed().as_micros() as u64 + 1;
+        let window = self.inner.notify_debounce.as_micros() as u64;
+        let last = self.inner.last_notify.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < window {
+            return false;
+        }
+        self.inner
+            .last_notify
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// Serialized size of a JSON value, without allocating it.
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` to an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}

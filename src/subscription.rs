@@ -1,0 +1,219 @@
+//! Subscriptions: durable named consumer groups bound to event type patterns.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::error::{Error, Result};
+use crate::event::{self, Event};
+use crate::handler::{ErasedHandler, Handler, Raw, RawHandler, Typed};
+use crate::retry::RetryPolicy;
+
+/// Longest subscription name, in bytes.
+pub const MAX_SUBSCRIPTION_NAME_LEN: usize = 200;
+
+/// A named consumer group, its type patterns, its handler and its delivery settings.
+///
+/// Every event whose type matches one of the patterns when it is published gets one
+/// delivery for this subscription. A pattern is a type name whose segments may be `*`,
+/// which matches any text: `property.*` matches `property.created` and
+/// `property.photo.added`; `*` matches every event.
+///
+/// ```no_run
+/// # use pgbus::{Delivery, HandlerError, RawHandler, Subscription};
+/// # struct Audit;
+/// # #[async_trait::async_trait]
+/// # impl RawHandler for Audit {
+/// #     async fn handle(&self, _: &Delivery) -> Result<(), HandlerError> { Ok(()) }
+/// # }
+/// let audit = Subscription::raw("audit.all-properties", ["property.*"], Audit)
+///     .concurrency(4)
+///     .retry(pgbus::RetryPolicy::default().max_attempts(5));
+/// ```
+#[derive(Clone)]
+pub struct Subscription {
+    pub(crate) name: String,
+    pub(crate) patterns: Vec<String>,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) concurrency: usize,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) handler_timeout: Duration,
+    pub(crate) lease: Duration,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &self.name)
+            .field("patterns", &self.patterns)
+            .field("concurrency", &self.concurrency)
+            .field("retry", &self.retry)
+            .field("handler_timeout", &self.handler_timeout)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// A subscription to the typed event `E` (pattern `E::TYPE`), handled by `handler`.
+    pub fn to<E: Event, H: Handler<E>>(name: impl Into<String>, handler: H) -> Self {
+        Self::with_handler(
+            name.into(),
+            vec![E::TYPE.to_owned()],
+            Arc::new(Typed {
+                handler,
+                _event: PhantomData,
+            }),
+        )
+    }
+
+    /// A subscription to every event type matching one of `patterns`, handled raw.
+    pub fn raw<H: RawHandler>(
+        name: impl Into<String>,
+        patterns: impl IntoIterator<Item = impl Into<String>>,
+        handler: H,
+    ) -> Self {
+        Self::with_handler(
+            name.into(),
+            patterns.into_iter().map(Into::into).collect(),
+            Arc::new(Raw(handler)),
+        )
+    }
+
+    fn with_handler(name: String, patterns: Vec<String>, handler: Arc<dyn ErasedHandler>) -> Self {
+        Subscription {
+            name,
+            patterns,
+            handler,
+            concurrency: 32,
+            retry: RetryPolicy::default(),
+            handler_timeout: Duration::from_secs(300),
+            lease: Duration::from_secs(30),
+        }
+    }
+
+    /// The subscription's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Most handlers of this subscription running at once in one dispatcher. Default: 32.
+    /// Must be ≥ 1.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// The retry policy. Default: [`RetryPolicy::default`].
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How long one handler call may run before it is abandoned and retried. Default:
+    /// 5 minutes. Must be > 0.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = timeout;
+        self
+    }
+
+    /// How long a claimed delivery stays reserved without a sign of life from its
+    /// dispatcher. The dispatcher extends it while the handler runs, so it only bounds how
+    /// soon a delivery of a crashed or frozen process runs again. Default: 30 s. Must be
+    /// ≥ 1 s.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        validate_name(&self.name)?;
+        if self.patterns.is_empty() {
+            return Err(Error::InvalidEventType {
+                type_name: String::new(),
+                reason: "a subscription needs at least one pattern",
+            });
+        }
+        for p in &self.patterns {
+            event::validate_pattern(p)?;
+        }
+        if self.concurrency == 0 {
+            return Err(Error::config("concurrency", "must be at least 1"));
+        }
+        if self.handler_timeout.is_zero() {
+            return Err(Error::config("handler_timeout", "must be greater than zero"));
+        }
+        if self.lease < Duration::from_secs(1) {
+            return Err(Error::config("lease", "must be at least 1 second"));
+        }
+        self.retry.validate()
+    }
+}
+
+/// Checks a subscription name: 1 to 200 bytes of ASCII letters, digits and `._:-`.
+pub(crate) fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "must not be empty"
+    } else if name.len() > MAX_SUBSCRIPTION_NAME_LEN {
+        "longer than 200 bytes"
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        "only ASCII letters, digits, '.', '_', ':' and '-' are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidSubscriptionName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// Creates or updates the subscriptions' rows. Events published from now on fan out to
+/// them; earlier events are not delivered to a new subscription.
+pub(crate) async fn register(pool: &PgPool, subs: &[Subscription]) -> Result<()> {
+    let mut names = Vec::with_capacity(subs.len());
+    let mut patterns = Vec::with_capacity(subs.len());
+    let mut likes = Vec::with_capacity(subs.len());
+    for s in subs {
+        names.push(s.name.as_str());
+        // Arrays of arrays must be rectangular in PostgreSQL: pass each list as one text
+        // holding a JSON array.
+        patterns.push(serde_json::to_string(&s.patterns).unwrap_or_default());
+        let like: Vec<String> = s.patterns.iter().map(|p| event::pattern_to_like(p)).collect();
+        likes.push(serde_json::to_string(&like).unwrap_or_default());
+    }
+    sqlx::query(
+        "INSERT INTO pgbus.subscriptions (name, patterns, like_patterns)
+         SELECT n, ARRAY(SELECT jsonb_array_elements_text(p::jsonb)),
+                   ARRAY(SELECT jsonb_array_elements_text(l::jsonb))
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS u(n, p, l)
+         ON CONFLICT (name) DO UPDATE
+            SET patterns = excluded.patterns, like_patterns = excluded.like_patterns,
+                updated_at = now()
+            WHERE subscriptions.patterns IS DISTINCT FROM excluded.patterns",
+    )
+    .bind(&names)
+    .bind(&patterns)
+    .bind(&likes)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("opportunity-service.on-property-created").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name(&"x".repeat(201)).is_err());
+    }
+}
