@@ -172,9 +172,10 @@ fan AS (
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
     RETURNING event_id
 )
-SELECT ev.id, (SELECT count(*) FROM fan WHERE fan.event_id = ev.id)::int4 AS deliveries,
+SELECT ev.id, coalesce(f.n, 0)::int4 AS deliveries,
        (SELECT true FROM (SELECT pg_notify('pgbus', '') WHERE $11) n) AS notified
 FROM ev
+LEFT JOIN (SELECT event_id, count(*) AS n FROM fan GROUP BY event_id) f ON f.event_id = ev.id
 "#;
 
 impl Publisher {
