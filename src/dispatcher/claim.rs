@@ -70,14 +70,16 @@ upd AS (
                           END,
         finished_at = CASE WHEN p.old_state = 1 AND d.attempts >= p.max_attempts THEN now() END
     FROM picked p
-    WHERE d.id = p.id
+    WHERE d.id = ANY (ARRAY(SELECT id FROM picked)) AND d.id = p.id
     RETURNING d.id, d.event_id, d.subscription, d.attempts, d.state
 )
 SELECT u.id, u.subscription, u.attempts, u.state,
        e.id AS event_id, e.type AS event_type, e.source, e.subject, e.key, e.data, e.headers,
        e.created_at
 FROM upd u
-LEFT JOIN pgbus.events e ON e.id = u.event_id AND u.state = 1
+LEFT JOIN LATERAL (
+    SELECT * FROM pgbus.events e WHERE e.id = u.event_id AND u.state = 1
+) e ON true
 "#;
 
 /// Claims due deliveries; `solo` selects crash suspects instead of ordinary work.

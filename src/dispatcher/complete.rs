@@ -45,14 +45,11 @@ pub(crate) enum Msg {
 }
 
 const COMPLETE_SQL: &str = r#"
-WITH r AS (
-    SELECT * FROM unnest($1::int8[], $2::int4[], $3::int2[], $4::float8[], $5::text[])
-        AS r(id, attempt, kind, delay, error)
-),
-del AS (
-    DELETE FROM pgbus.deliveries d USING r
-    WHERE r.kind = 1 AND d.id = r.id AND d.attempts = r.attempt AND d.state = 1
-    RETURNING d.id
+WITH del AS (
+    DELETE FROM pgbus.deliveries d
+    USING unnest($1::int8[], $2::int4[]) AS r(id, attempt)
+    WHERE d.id = r.id AND d.attempts = r.attempt AND d.state = 1
+    RETURNING 1
 ),
 upd AS (
     UPDATE pgbus.deliveries d SET
@@ -63,21 +60,31 @@ upd AS (
         last_error = coalesce(r.error, d.last_error),
         finished_at = CASE WHEN r.kind IN (2, 3) THEN now() END,
         solo = CASE WHEN r.kind IN (4, 5) THEN d.solo ELSE false END
-    FROM r
-    WHERE r.kind <> 1 AND d.id = r.id AND d.attempts = r.attempt AND d.state = 1
-    RETURNING d.id
+    FROM unnest($3::int8[], $4::int4[], $5::int2[], $6::float8[], $7::text[])
+        AS r(id, attempt, kind, delay, error)
+    WHERE d.id = r.id AND d.attempts = r.attempt AND d.state = 1
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM del) + (SELECT count(*) FROM upd)
 "#;
 
 /// Writes a batch of outcomes; returns how many rows still had this dispatcher's lease.
+///
+/// Deletions and updates come as separate arrays joined straight to the table (not
+/// through a CTE), so each row is found by primary key.
 pub(crate) async fn write(pool: &PgPool, batch: &[Completion]) -> sqlx::Result<i64> {
-    let ids: Vec<i64> = batch.iter().map(|c| c.id).collect();
-    let attempts: Vec<i32> = batch.iter().map(|c| c.attempt).collect();
-    let kinds: Vec<i16> = batch.iter().map(|c| c.kind as i16).collect();
-    let delays: Vec<f64> = batch.iter().map(|c| c.delay_secs).collect();
-    let errors: Vec<Option<&str>> = batch.iter().map(|c| c.error.as_deref()).collect();
+    let (deleted, updated): (Vec<&Completion>, Vec<&Completion>) =
+        batch.iter().partition(|c| c.kind == Kind::DoneDelete);
+    let del_ids: Vec<i64> = deleted.iter().map(|c| c.id).collect();
+    let del_attempts: Vec<i32> = deleted.iter().map(|c| c.attempt).collect();
+    let ids: Vec<i64> = updated.iter().map(|c| c.id).collect();
+    let attempts: Vec<i32> = updated.iter().map(|c| c.attempt).collect();
+    let kinds: Vec<i16> = updated.iter().map(|c| c.kind as i16).collect();
+    let delays: Vec<f64> = updated.iter().map(|c| c.delay_secs).collect();
+    let errors: Vec<Option<&str>> = updated.iter().map(|c| c.error.as_deref()).collect();
     sqlx::query_scalar(COMPLETE_SQL)
+        .bind(&del_ids)
+        .bind(&del_attempts)
         .bind(&ids)
         .bind(&attempts)
         .bind(&kinds)
