@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{FromRow, PgPool};
+use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
 /// How many rows to claim for one subscription, with what policy.
@@ -84,7 +84,7 @@ LEFT JOIN LATERAL (
 
 /// Claims due deliveries; `solo` selects crash suspects instead of ordinary work.
 pub(crate) async fn claim(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     wants: &[Want<'_>],
     solo: bool,
 ) -> sqlx::Result<Vec<ClaimedRow>> {
@@ -104,18 +104,21 @@ pub(crate) async fn claim(
         .bind(&limits)
         .bind(&max_attempts)
         .bind(&leases)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
 }
 
 /// Whether any crash suspect of these subscriptions is due.
-pub(crate) async fn solo_due(pool: &PgPool, subscriptions: &[&str]) -> sqlx::Result<bool> {
+pub(crate) async fn solo_due(
+    conn: &mut PgConnection,
+    subscriptions: &[&str],
+) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pgbus.deliveries d
                         WHERE d.subscription = ANY($1) AND d.state < 2 AND d.solo
                           AND d.run_at <= now())",
     )
     .bind(subscriptions)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
 }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::PgConnection;
+
+use super::connection::KeptConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
@@ -72,7 +74,7 @@ SELECT (SELECT count(*) FROM del) + (SELECT count(*) FROM upd)
 ///
 /// Deletions and updates come as separate arrays joined straight to the table (not
 /// through a CTE), so each row is found by primary key.
-pub(crate) async fn write(pool: &PgPool, batch: &[Completion]) -> sqlx::Result<i64> {
+pub(crate) async fn write(conn: &mut PgConnection, batch: &[Completion]) -> sqlx::Result<i64> {
     let (deleted, updated): (Vec<&Completion>, Vec<&Completion>) =
         batch.iter().partition(|c| c.kind == Kind::DoneDelete);
     let del_ids: Vec<i64> = deleted.iter().map(|c| c.id).collect();
@@ -90,7 +92,7 @@ pub(crate) async fn write(pool: &PgPool, batch: &[Completion]) -> sqlx::Result<i
         .bind(&kinds)
         .bind(&delays)
         .bind(&errors)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
 }
 
@@ -100,6 +102,7 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, mut rx: mpsc::UnboundedR
     let max = shared.config.complete_batch;
     let mut batch: Vec<Completion> = Vec::with_capacity(max);
     let mut finish: Option<oneshot::Sender<()>> = None;
+    let mut conn = KeptConnection::new(shared.pool.clone());
     while finish.is_none() {
         match rx.recv().await {
             Some(Msg::Complete(c)) => batch.push(c),
@@ -127,7 +130,7 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, mut rx: mpsc::UnboundedR
             }
         }
         if !batch.is_empty() {
-            flush(&shared, &mut batch).await;
+            flush(&shared, &mut conn, &mut batch).await;
         }
     }
     if let Some(done) = finish {
@@ -135,10 +138,10 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, mut rx: mpsc::UnboundedR
     }
 }
 
-async fn flush(shared: &Shared, batch: &mut Vec<Completion>) {
+async fn flush(shared: &Shared, conn: &mut KeptConnection, batch: &mut Vec<Completion>) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match write(&shared.pool, batch).await {
+        match conn.run(async |c| write(c, batch).await).await {
             Ok(written) => {
                 let lost = batch.len() as i64 - written;
                 if lost > 0 {

@@ -78,9 +78,11 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize, delivery: Deliver
     let (kind, delay_secs, error) = match result {
         Ok(Ok(Ok(()))) => (shared.done_kind(), 0.0, None),
         Ok(Ok(Err(Failure::Decode(message)))) => (Kind::Dead, 0.0, Some(message)),
-        Ok(Ok(Err(Failure::Handler(HandlerError::Permanent { message })))) => {
-            (Kind::Dead, 0.0, Some(format!("permanent failure: {message}")))
-        }
+        Ok(Ok(Err(Failure::Handler(HandlerError::Permanent { message })))) => (
+            Kind::Dead,
+            0.0,
+            Some(format!("permanent failure: {message}")),
+        ),
         Ok(Ok(Err(Failure::Handler(HandlerError::Retry { message, delay })))) => {
             retry(message, delay)
         }
@@ -93,7 +95,11 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize, delivery: Deliver
     span.in_scope(|| match kind {
         Kind::Dead => tracing::warn!(error = error.as_deref(), "pgbus: delivery dead"),
         Kind::Retry => {
-            tracing::info!(error = error.as_deref(), retry_in_secs = delay_secs, "pgbus: delivery failed; will retry")
+            tracing::info!(
+                error = error.as_deref(),
+                retry_in_secs = delay_secs,
+                "pgbus: delivery failed; will retry"
+            )
         }
         _ => tracing::debug!("pgbus: delivery done"),
     });

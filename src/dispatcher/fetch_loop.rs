@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::claim::{self, ClaimedRow, Want};
+use super::connection::KeptConnection;
 use super::{Held, Shared};
 use crate::event::EventEnvelope;
 use crate::handler::Delivery;
@@ -28,13 +29,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut linger = LINGER_STEPS;
     let mut next_solo_check = Instant::now();
     let mut solo_pending = false;
+    let mut conn = KeptConnection::new(shared.pool.clone());
 
     while !shared.stop.is_cancelled() {
         // Crash suspects run alone: checked every poll interval, they pause normal claims
         // until this dispatcher has nothing in flight, then run one at a time.
         if Instant::now() >= next_solo_check {
             next_solo_check = Instant::now() + shared.config.poll_interval;
-            match claim::solo_due(&shared.pool, &names).await {
+            match conn.run(async |c| claim::solo_due(c, &names).await).await {
                 Ok(due) => solo_pending = due,
                 Err(e) => {
                     failing = report_failure(&shared, &e, &mut backoff).await;
@@ -44,7 +46,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         if solo_pending {
             if shared.outstanding_total() > 0 {
-                wait(&shared, Some(&shared.slot_freed), shared.config.poll_interval).await;
+                wait(
+                    &shared,
+                    Some(&shared.slot_freed),
+                    shared.config.poll_interval,
+                )
+                .await;
                 continue;
             }
             let wants: Vec<Want<'_>> = shared
@@ -57,7 +64,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     lease_secs: s.sub.lease.as_secs_f64(),
                 })
                 .collect();
-            match claim::claim(&shared.pool, &wants, true).await {
+            match conn
+                .run(async |c| claim::claim(c, &wants, true).await)
+                .await
+            {
                 Ok(rows) => {
                     recovered(&mut failing, &mut backoff);
                     // Run at most one suspect; give back the others uncounted.
@@ -81,17 +91,26 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
         let wants = wants(&shared);
         if wants.is_empty() {
-            wait(&shared, Some(&shared.slot_freed), shared.config.poll_interval).await;
+            wait(
+                &shared,
+                Some(&shared.slot_freed),
+                shared.config.poll_interval,
+            )
+            .await;
             continue;
         }
-        match claim::claim(&shared.pool, &wants, false).await {
+        match conn
+            .run(async |c| claim::claim(c, &wants, false).await)
+            .await
+        {
             Ok(rows) => {
                 recovered(&mut failing, &mut backoff);
                 let mut got: HashMap<&str, i32> = HashMap::new();
                 let mut took_back = 0usize;
                 for row in rows {
                     if row.state == 1 {
-                        *got.entry(wants_name(&wants, &row.subscription)).or_default() += 1;
+                        *got.entry(wants_name(&wants, &row.subscription))
+                            .or_default() += 1;
                         dispatch(&shared, &index, row);
                     } else {
                         took_back += 1;
@@ -202,7 +221,11 @@ async fn release_unrun(shared: &Shared, row: &ClaimedRow) {
         delay_secs: 0.0,
         error: None,
     };
-    if let Err(e) = super::complete::write(&shared.pool, std::slice::from_ref(&c)).await {
+    let result = match shared.pool.acquire().await {
+        Ok(mut conn) => super::complete::write(&mut conn, std::slice::from_ref(&c)).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
         tracing::warn!(error = %e, "pgbus: could not give back a claimed delivery; its lease will expire");
     }
 }

@@ -2,6 +2,7 @@
 
 mod claim;
 mod complete;
+mod connection;
 mod execute;
 mod fetch_loop;
 mod lease;
@@ -376,9 +377,7 @@ impl Shared {
     pub(crate) fn due_for_extension(&self, now: Instant) -> Vec<(i64, i32, f64)> {
         self.held()
             .iter()
-            .filter(|(_, h)| {
-                now.duration_since(h.extended_at).as_secs_f64() >= h.lease_secs / 3.0
-            })
+            .filter(|(_, h)| now.duration_since(h.extended_at).as_secs_f64() >= h.lease_secs / 3.0)
             .map(|(id, h)| (*id, h.attempt, h.lease_secs))
             .collect()
     }

@@ -42,7 +42,10 @@ pub(crate) async fn supervise(
         .await
         .is_ok();
     if !finished_in_time {
-        tracing::warn!(?deadline, "pgbus: shutdown deadline passed; interrupting handlers");
+        tracing::warn!(
+            ?deadline,
+            "pgbus: shutdown deadline passed; interrupting handlers"
+        );
         shared.abandon.cancel();
         shared.tasks.wait().await;
     }
@@ -74,10 +77,11 @@ pub(crate) async fn supervise(
     let result = if release.is_empty() {
         Ok(())
     } else {
-        complete::write(&shared.pool, &release)
-            .await
-            .map(|_| ())
-            .map_err(Into::into)
+        match shared.pool.acquire().await {
+            Ok(mut conn) => complete::write(&mut conn, &release).await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+        .map_err(Into::into)
     };
     shared.forget(release.iter().map(|c| c.id));
     shared.finished.cancel();
