@@ -1,7 +1,5 @@
 //! The crate's error type.
 
-use std::time::Duration;
-
 /// A `Result` with [`Error`] as its error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -103,11 +101,6 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
-
-    /// Graceful shutdown did not finish within its deadline; unfinished deliveries were
-    /// released back to pending.
-    #[error("shutdown deadline of {0:?} passed; {1} unfinished deliveries were released")]
-    ShutdownTimeout(Duration, usize),
 }
 
 impl Error {
