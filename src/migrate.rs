@@ -73,7 +73,11 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
             .bind(m.name)
             .execute(&mut *tx)
             .await?;
-        tracing::info!(version = m.version, name = m.name, "pgbus migration applied");
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "pgbus migration applied"
+        );
     }
     tx.commit().await?;
     Ok(())

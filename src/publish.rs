@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sqlx::types::Json;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -331,7 +331,10 @@ impl Publisher {
             if value.len() > event::MAX_TEXT_LEN || value.contains('\0') {
                 return Err(Error::field(
                     "header value",
-                    format!("header {name:?}: at most {} bytes, no NUL", event::MAX_TEXT_LEN),
+                    format!(
+                        "header {name:?}: at most {} bytes, no NUL",
+                        event::MAX_TEXT_LEN
+                    ),
                 ));
             }
         }

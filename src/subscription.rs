@@ -144,7 +144,10 @@ impl Subscription {
             return Err(Error::config("concurrency", "must be at least 1"));
         }
         if self.handler_timeout.is_zero() {
-            return Err(Error::config("handler_timeout", "must be greater than zero"));
+            return Err(Error::config(
+                "handler_timeout",
+                "must be greater than zero",
+            ));
         }
         if self.lease < Duration::from_secs(1) {
             return Err(Error::config("lease", "must be at least 1 second"));
@@ -184,7 +187,11 @@ pub(crate) async fn register(pool: &PgPool, subs: &[Subscription]) -> Result<()>
         // Arrays of arrays must be rectangular in PostgreSQL: pass each list as one text
         // holding a JSON array.
         patterns.push(serde_json::to_string(&s.patterns).unwrap_or_default());
-        let like: Vec<String> = s.patterns.iter().map(|p| event::pattern_to_like(p)).collect();
+        let like: Vec<String> = s
+            .patterns
+            .iter()
+            .map(|p| event::pattern_to_like(p))
+            .collect();
         likes.push(serde_json::to_string(&like).unwrap_or_default());
     }
     sqlx::query(
