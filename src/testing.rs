@@ -29,7 +29,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
@@ -43,6 +43,14 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Attempts at starting a new cluster, each on a fresh port (another process may take the
 /// free port found between our probe and the server's bind).
 const START_ATTEMPTS: u32 = 3;
+/// `initdb` flags besides the data directory: no passwords, superuser `postgres`.
+const INITDB_FLAGS: [&str; 5] = [
+    "--auth=trust",
+    "--username=postgres",
+    "--encoding=UTF8",
+    "--locale=C",
+    "--no-sync",
+];
 /// Lines of the server log quoted in errors.
 const LOG_TAIL_LINES: usize = 30;
 
@@ -326,6 +334,42 @@ fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// Creates the cluster's temporary directory. A non-durable cluster goes to `/dev/shm` when
+/// that is a tmpfs of at least 1 GiB: `initdb` and `CREATE DATABASE` run several times
+/// faster there, and with `fsync` off the data would not survive an OS crash anyway. Otherwise,
+/// and for durable (benchmark) clusters, it goes under [`std::env::temp_dir`].
+fn create_cluster_dir(opts: &ClusterOptions) -> Result<PathBuf, TestingError> {
+    let name = unique_name("pgbus-pg");
+    if !opts.fsync && shm_is_roomy() {
+        let dir = Path::new("/dev/shm").join(&name);
+        if fs::create_dir(&dir).is_ok() {
+            return Ok(dir);
+        }
+    }
+    let dir = std::env::temp_dir().join(name);
+    fs::create_dir(&dir).map_err(TestingError::io(format!("creating {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Whether `/dev/shm` is a tmpfs of at least 1 GiB (containers often give it only 64 MiB).
+fn shm_is_roomy() -> bool {
+    let Ok(mounts) = fs::read_to_string("/proc/mounts") else {
+        return false;
+    };
+    mounts.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, "/dev/shm", "tmpfs", options, ..] = fields[..] else {
+            return false;
+        };
+        // The kernel shows `size=<N>k` unless it is the default, half the RAM.
+        let size = options.split(',').find_map(|o| o.strip_prefix("size="));
+        size.is_none_or(|size| {
+            let kib = size.strip_suffix('k').and_then(|n| n.parse::<u64>().ok());
+            kib.is_some_and(|kib| kib >= 1 << 20)
+        })
+    })
+}
+
 fn free_port() -> Result<u16, TestingError> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
         .map_err(TestingError::io("finding a free port"))?;
@@ -336,8 +380,12 @@ fn free_port() -> Result<u16, TestingError> {
     Ok(port)
 }
 
+fn on_off(setting: bool) -> &'static str {
+    if setting { "on" } else { "off" }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One local PostgreSQL server in a temporary directory, started from the local binaries.
@@ -370,8 +418,7 @@ impl Cluster {
     /// cannot be run here; otherwise what failed while initialising or starting it.
     pub async fn start(opts: ClusterOptions) -> Result<Cluster, TestingError> {
         let bin = Binaries::find().await?;
-        let dir = std::env::temp_dir().join(unique_name("pgbus-pg"));
-        fs::create_dir(&dir).map_err(TestingError::io(format!("creating {}", dir.display())))?;
+        let dir = create_cluster_dir(&opts)?;
         // From here on, dropping `cluster` (or, once the guardian runs, the process ending)
         // cleans up.
         let mut cluster = Cluster {
@@ -386,25 +433,17 @@ impl Cluster {
             dir,
         };
         if let Some((uid, gid)) = cluster.bin.run_as {
-            std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid))
-                .map_err(TestingError::io(format!("chown of {}", cluster.dir.display())))?;
+            std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid)).map_err(
+                TestingError::io(format!("chown of {}", cluster.dir.display())),
+            )?;
         }
         let guardian = spawn_guardian(&cluster.bin, &cluster.dir)
             .map_err(TestingError::io("starting the guardian process"))?;
         *lock(&cluster.guardian) = Some(guardian);
 
-        let data = cluster.data.display().to_string();
-        cluster
-            .bin
-            .run(
-                "initdb",
-                &cluster.dir,
-                &[
-                    "-D", &data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
-                    "--no-sync",
-                ],
-            )
-            .await?;
+        let data = format!("--pgdata={}", cluster.data.display());
+        let initdb: Vec<&str> = [data.as_str()].into_iter().chain(INITDB_FLAGS).collect();
+        cluster.bin.run("initdb", &cluster.dir, &initdb).await?;
 
         let mut attempt = 1;
         loop {
@@ -445,7 +484,6 @@ impl Cluster {
     /// Server version and the main settings, for benchmark reports, e.g.
     /// `PostgreSQL 15.18, fsync=on, synchronous_commit=on, shared_buffers=512MB`.
     pub fn settings_summary(&self) -> String {
-        let on_off = |b: bool| if b { "on" } else { "off" };
         format!(
             "PostgreSQL {}, fsync={}, synchronous_commit={}, shared_buffers={}",
             self.version,
@@ -539,20 +577,16 @@ impl Cluster {
         let log_err = log
             .try_clone()
             .map_err(TestingError::io("duplicating the log file handle"))?;
-        let on_off = |b: bool| if b { "on" } else { "off" };
         let o = &self.opts;
         let mut settings = vec![
-            ("listen_addresses".to_owned(), "127.0.0.1".to_owned()),
-            ("fsync".to_owned(), on_off(o.fsync).to_owned()),
-            ("full_page_writes".to_owned(), on_off(o.fsync).to_owned()),
-            (
-                "synchronous_commit".to_owned(),
-                on_off(o.synchronous_commit).to_owned(),
-            ),
-            ("shared_buffers".to_owned(), o.shared_buffers.clone()),
-            ("max_connections".to_owned(), o.max_connections.to_string()),
+            "listen_addresses=127.0.0.1".to_owned(),
+            format!("fsync={}", on_off(o.fsync)),
+            format!("full_page_writes={}", on_off(o.fsync)),
+            format!("synchronous_commit={}", on_off(o.synchronous_commit)),
+            format!("shared_buffers={}", o.shared_buffers),
+            format!("max_connections={}", o.max_connections),
         ];
-        settings.extend(o.extra_settings.iter().cloned());
+        settings.extend(o.extra_settings.iter().map(|(k, v)| format!("{k}={v}")));
 
         let mut cmd = self.bin.command("postgres", &self.dir);
         cmd.arg("-D")
@@ -564,12 +598,10 @@ impl Cluster {
             .stdout(log)
             .stderr(log_err)
             .process_group(0);
-        for (name, value) in &settings {
-            cmd.arg("-c").arg(format!("{name}={value}"));
+        for setting in &settings {
+            cmd.arg("-c").arg(setting);
         }
-        let child = cmd
-            .spawn()
-            .map_err(TestingError::io("starting postgres"))?;
+        let child = cmd.spawn().map_err(TestingError::io("starting postgres"))?;
         *lock(&self.postmaster) = Some(child);
         Ok(())
     }
@@ -612,37 +644,13 @@ impl Cluster {
         }
     }
 
-    /// Polls (bounded) until the postmaster is reaped, the port refuses connections and no
-    /// process is attached to the server's shared memory any more: then it can start again.
+    /// Polls (bounded) until nothing is left of the server that would keep it from starting
+    /// again.
     async fn wait_stopped(&self) -> Result<(), TestingError> {
         let started = Instant::now();
         let shmem = shmem_id(&self.data);
         loop {
-            let remaining = {
-                let mut postmaster = lock(&self.postmaster);
-                match postmaster.as_mut().map(Child::try_wait) {
-                    Some(Ok(None)) => Some("the postmaster is running".to_owned()),
-                    Some(Err(e)) => Some(format!("the postmaster cannot be waited for: {e}")),
-                    Some(Ok(Some(_))) | None => {
-                        *postmaster = None;
-                        None
-                    }
-                }
-            };
-            let remaining = match remaining {
-                Some(r) => Some(r),
-                None if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                    .await
-                    .is_ok() =>
-                {
-                    Some(format!("port {} still accepts connections", self.port))
-                }
-                None => shmem
-                    .and_then(shmem_attached)
-                    .filter(|&n| n > 0)
-                    .map(|n| format!("{n} server processes still attached to shared memory")),
-            };
-            let Some(remaining) = remaining else {
+            let Some(remaining) = self.leftover(shmem).await else {
                 return Ok(());
             };
             if started.elapsed() >= SERVER_TIMEOUT {
@@ -654,6 +662,28 @@ impl Cluster {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
+    }
+
+    /// What is left of the server, if anything: the postmaster not yet exited (it is reaped
+    /// once it has), its port still accepting, or processes still attached to its shared
+    /// memory segment `shmem`.
+    async fn leftover(&self, shmem: Option<u64>) -> Option<String> {
+        {
+            let mut postmaster = lock(&self.postmaster);
+            match postmaster.as_mut().map(Child::try_wait) {
+                Some(Ok(None)) => return Some("the postmaster is running".to_owned()),
+                Some(Err(e)) => return Some(format!("the postmaster cannot be waited for: {e}")),
+                Some(Ok(Some(_))) | None => *postmaster = None,
+            }
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_ok()
+        {
+            return Some(format!("port {} still accepts connections", self.port));
+        }
+        let attached = shmem.and_then(shmem_attached).unwrap_or(0);
+        (attached > 0).then(|| format!("{attached} processes still attached to shared memory"))
     }
 
     fn log_tail(&self) -> String {
@@ -692,12 +722,17 @@ impl Drop for Cluster {
 /// Starts the process that stops the server and removes `dir` once our end of its stdin pipe
 /// closes, i.e. when the cluster is dropped or this process exits in any way. It runs in its
 /// own process group and ignores INT/TERM/HUP, so a Ctrl-C aimed at the tests does not kill it
-/// before it has cleaned up.
+/// before it has cleaned up. Removal is retried: an `initdb` still running when the process
+/// died keeps writing files until it notices its directory is gone.
 fn spawn_guardian(bin: &Binaries, dir: &Path) -> io::Result<Child> {
     const SCRIPT: &str = r#"trap '' INT TERM HUP
 cat >/dev/null
 "$1" stop -D "$2" -m immediate -w -t 30 >/dev/null 2>&1
-rm -rf "$3""#;
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    rm -rf "$3" 2>/dev/null
+    [ -e "$3" ] || exit 0
+    sleep 1
+done"#;
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
         .arg(SCRIPT)
@@ -720,7 +755,13 @@ rm -rf "$3""#;
 /// key and id). PostgreSQL refuses to start while processes are attached to it.
 fn shmem_id(data: &Path) -> Option<u64> {
     let pid_file = fs::read_to_string(data.join("postmaster.pid")).ok()?;
-    pid_file.lines().nth(6)?.split_whitespace().nth(1)?.parse().ok()
+    pid_file
+        .lines()
+        .nth(6)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// How many processes are attached to a shared memory segment (`None` if it is gone or
@@ -833,10 +874,7 @@ async fn template(server: Server) -> Result<&'static str, TestingError> {
     let name = TEMPLATE
         .get_or_try_init(|| async move {
             let name = unique_name("pgbus_tpl");
-            let mut admin = PgConnection::connect(&server.admin_url()).await?;
-            admin
-                .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-                .await?;
+            create_database(server, &name, None).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(1)
                 .connect(&server.database_url(&name))
@@ -845,8 +883,11 @@ async fn template(server: Server) -> Result<&'static str, TestingError> {
             pool.close().await;
             migrated?;
             // No session may be connected to a template while it is copied.
+            let mut admin = PgConnection::connect(&server.admin_url()).await?;
             admin
-                .execute(format!(r#"ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false"#).as_str())
+                .execute(
+                    format!(r#"ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false"#).as_str(),
+                )
                 .await?;
             admin.close().await?;
             tracing::debug!(template = %name, "pgbus test template database migrated");
@@ -904,16 +945,7 @@ impl TestDatabase {
 
     async fn create_on(server: Server, template: Option<&str>) -> Result<Self, TestingError> {
         let name = unique_name("pgbus_test");
-        let sql = match template {
-            Some(template) => format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#),
-            None => format!(r#"CREATE DATABASE "{name}""#),
-        };
-        {
-            let _serialised = CREATE_LOCK.lock().await;
-            let mut admin = PgConnection::connect(&server.admin_url()).await?;
-            admin.execute(sql.as_str()).await?;
-            admin.close().await?;
-        }
+        create_database(server, &name, template).await?;
         let url = server.database_url(&name);
         let db = TestDatabase {
             pool: PgPoolOptions::new()
@@ -1000,6 +1032,23 @@ impl Drop for TestDatabase {
     }
 }
 
+/// `CREATE DATABASE`, one at a time in this process.
+async fn create_database(
+    server: Server,
+    name: &str,
+    template: Option<&str>,
+) -> Result<(), TestingError> {
+    let sql = match template {
+        Some(template) => format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#),
+        None => format!(r#"CREATE DATABASE "{name}""#),
+    };
+    let _serialised = CREATE_LOCK.lock().await;
+    let mut admin = PgConnection::connect(&server.admin_url()).await?;
+    admin.execute(sql.as_str()).await?;
+    admin.close().await?;
+    Ok(())
+}
+
 async fn drop_database(admin_url: &str, name: &str) -> Result<(), TestingError> {
     let mut admin = PgConnection::connect(admin_url).await?;
     admin
@@ -1020,7 +1069,24 @@ mod tests {
             "postgres://u:p@h:5432/t1?sslmode=disable"
         );
         assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
-        assert_eq!(with_database("postgresql://h:1/", "t1"), "postgresql://h:1/t1");
+        assert_eq!(
+            with_database("postgresql://h:1/", "t1"),
+            "postgresql://h:1/t1"
+        );
+    }
+
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: T) {}
+        fn cluster_futures(cluster: &Cluster) {
+            send(cluster.stop_fast());
+            send(cluster.kill9());
+            send(cluster.start_again());
+        }
+        let _ = cluster_futures as fn(&Cluster);
+        send(Cluster::start(ClusterOptions::default()));
+        send(shared_cluster());
+        send(TestDatabase::create_empty());
     }
 
     #[test]

@@ -1,0 +1,6 @@
+//! The integration tests: one binary, so the throwaway PostgreSQL cluster starts once.
+
+mod support;
+
+mod cluster;
+mod migrate;
