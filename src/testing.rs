@@ -1087,6 +1087,11 @@ mod tests {
         send(Cluster::start(ClusterOptions::default()));
         send(shared_cluster());
         send(TestDatabase::create_empty());
+        send(TestDatabase::create());
+        fn migrate_future(pool: &sqlx::PgPool) {
+            send(crate::migrate(pool));
+        }
+        let _ = migrate_future as fn(&sqlx::PgPool);
     }
 
     #[test]
