@@ -18,7 +18,7 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 25 attempts, 1 s base delay, 1 h cap, ±25 % jitter: about 17 hours from the first
+    /// 25 attempts, 1 s base delay, 1 h cap, ±25 % jitter: about 13 hours from the first
     /// failure to dead.
     fn default() -> Self {
         RetryPolicy {

@@ -12,9 +12,10 @@ use super::{Held, Shared};
 use crate::event::EventEnvelope;
 use crate::handler::Delivery;
 
-/// Extra fetches after a wake-up that found nothing (the publish that woke us may not have
-/// committed yet, or its NOTIFY was debounced), with doubling pauses from 1 ms.
-const LINGER_STEPS: u32 = 4;
+/// Extra fetches after a wake-up, with doubling pauses from 1 ms (7 ms in all): the
+/// in-process wake comes before its publish commits, and publishes inside a publisher's
+/// NOTIFY debounce window send none of their own.
+const LINGER_STEPS: u32 = 3;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let index: HashMap<Arc<str>, usize> = shared
@@ -130,7 +131,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     linger = 0;
                     continue;
                 }
-                if got.is_empty() && linger < LINGER_STEPS {
+                if linger < LINGER_STEPS {
                     let pause = Duration::from_millis(1 << linger);
                     linger += 1;
                     wait(&shared, None, pause).await;
