@@ -24,6 +24,8 @@ CREATE TABLE pgbus.events (
 
 CREATE UNIQUE INDEX events_dedupe_key ON pgbus.events (dedupe_key) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX events_subject ON pgbus.events (subject, id) WHERE subject IS NOT NULL;
+-- Retention pruning walks events by age; BRIN stays tiny on an append-only table.
+CREATE INDEX events_created_at ON pgbus.events USING brin (created_at);
 
 CREATE TABLE pgbus.subscriptions (
     name          text        PRIMARY KEY,

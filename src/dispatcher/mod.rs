@@ -7,6 +7,7 @@ mod execute;
 mod fetch_loop;
 mod lease;
 mod listen;
+mod maintain;
 mod shutdown;
 
 use std::collections::{HashMap, HashSet};
@@ -65,6 +66,9 @@ pub(crate) struct Config {
     pub(crate) complete_delay: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) retain_done: bool,
+    pub(crate) event_retention: Option<Duration>,
+    pub(crate) done_retention: Duration,
+    pub(crate) maintenance_interval: Duration,
 }
 
 impl Default for Config {
@@ -77,6 +81,9 @@ impl Default for Config {
             complete_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
             retain_done: false,
+            event_retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            done_retention: Duration::from_secs(7 * 24 * 3600),
+            maintenance_interval: Duration::from_secs(60),
         }
     }
 }
@@ -142,6 +149,28 @@ impl DispatcherBuilder {
         self
     }
 
+    /// How long fully delivered events are kept (as history, e.g. per subject) before
+    /// pruning; `None` keeps them forever. Events with a pending, running or dead delivery
+    /// are never pruned. Default: 7 days.
+    pub fn event_retention(mut self, retention: Option<Duration>) -> Self {
+        self.config.event_retention = retention;
+        self
+    }
+
+    /// How long done deliveries are kept when [`retain_done`](Self::retain_done) is on.
+    /// Default: 7 days.
+    pub fn done_retention(mut self, retention: Duration) -> Self {
+        self.config.done_retention = retention;
+        self
+    }
+
+    /// How often the dispatcher prunes by retention (one dispatcher at a time, under an
+    /// advisory lock). Default: 60 s. Must be > 0.
+    pub fn maintenance_interval(mut self, interval: Duration) -> Self {
+        self.config.maintenance_interval = interval;
+        self
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -165,6 +194,12 @@ impl DispatcherBuilder {
         }
         if c.poll_interval.is_zero() {
             return Err(Error::config("poll_interval", "must be greater than zero"));
+        }
+        if c.maintenance_interval.is_zero() {
+            return Err(Error::config(
+                "maintenance_interval",
+                "must be greater than zero",
+            ));
         }
         if c.complete_batch == 0 {
             return Err(Error::config("complete_batch", "must be at least 1"));
@@ -226,6 +261,7 @@ impl Dispatcher {
             background.spawn(listen::run(shared.clone()));
         }
         background.spawn(lease::run(shared.clone()));
+        background.spawn(maintain::run(shared.clone()));
         background.close();
         let supervisor = tokio::spawn(shutdown::supervise(
             shared.clone(),

@@ -4,3 +4,4 @@ mod support;
 
 mod cluster;
 mod migrate;
+mod maintain;

@@ -1,0 +1,147 @@
+//! Retention pruning: fully delivered old events and old done deliveries go; events that
+//! still have a pending, running or dead delivery stay.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pgbus::{Delivery, Dispatcher, HandlerError, NewEvent, Publisher, RawHandler, Subscription};
+use serde_json::json;
+
+use crate::support::{db, wait_for};
+
+struct FailMarked;
+
+#[async_trait]
+impl RawHandler for FailMarked {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        if delivery.event.data["fail"] == json!(true) {
+            return Err(HandlerError::permanent("marked to fail"));
+        }
+        Ok(())
+    }
+}
+
+async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prunes_old_delivered_events_and_done_rows_only() {
+    let db = db().await;
+    let pool = db.pool();
+    let builder = || {
+        Dispatcher::builder(pool.clone())
+            .subscribe(Subscription::raw("prune.sub", ["prune.*"], FailMarked))
+            .poll_interval(Duration::from_millis(50))
+            .retain_done(true)
+            .event_retention(Some(Duration::from_secs(3600)))
+            .done_retention(Duration::from_secs(3600))
+            .maintenance_interval(Duration::from_millis(100))
+    };
+    // Register the subscription, then publish: 3 that succeed, 1 that ends dead.
+    builder()
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    let publisher = Publisher::new("prune-test").unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    for i in 0..3 {
+        publisher
+            .publish(&mut conn, NewEvent::raw("prune.ok", json!({ "i": i })))
+            .await
+            .unwrap();
+    }
+    publisher
+        .publish(
+            &mut conn,
+            NewEvent::raw("prune.bad", json!({ "fail": true })),
+        )
+        .await
+        .unwrap();
+    // And one event no subscription matches (no delivery at all).
+    publisher
+        .publish(&mut conn, NewEvent::raw("other.thing", json!({})))
+        .await
+        .unwrap();
+
+    let handle = builder().build().unwrap().start().await.unwrap();
+    wait_for(Duration::from_secs(20), || async {
+        count(
+            pool,
+            "SELECT count(*) FROM pgbus.deliveries WHERE state IN (2, 3)",
+        )
+        .await
+            == 4
+    })
+    .await
+    .expect("all deliveries finish");
+    // Nothing is old yet: nothing pruned.
+    assert_eq!(count(pool, "SELECT count(*) FROM pgbus.events").await, 5);
+
+    // Age everything past retention.
+    sqlx::query("UPDATE pgbus.events SET created_at = now() - interval '2 hours'")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE pgbus.deliveries SET finished_at = now() - interval '2 hours'")
+        .execute(pool)
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(20), || async {
+        count(pool, "SELECT count(*) FROM pgbus.events").await == 1
+    })
+    .await
+    .expect("old delivered events are pruned");
+    handle.shutdown().await.unwrap();
+
+    // The dead delivery and its event stay; done rows are gone.
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM pgbus.deliveries WHERE state = 3"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM pgbus.deliveries WHERE state = 2"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM pgbus.events WHERE type = 'prune.bad'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn maintenance_interval_zero_is_refused() {
+    let db = db().await;
+    let err = Dispatcher::builder(db.pool().clone())
+        .subscribe(Subscription::raw("prune.cfg", ["*"], FailMarked))
+        .maintenance_interval(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            pgbus::Error::Config {
+                field: "maintenance_interval",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
