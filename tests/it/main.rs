@@ -3,5 +3,13 @@
 mod support;
 
 mod cluster;
-mod migrate;
+mod dispatch;
+mod lease;
 mod maintain;
+mod migrate;
+mod publish;
+mod retry;
+mod shutdown;
+mod util;
+mod validation;
+mod wake;

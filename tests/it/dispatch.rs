@@ -1,0 +1,246 @@
+//! Dispatching: fan-out with independent outcomes, retained done rows, two dispatchers
+//! sharing one subscription.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgbus::{HandlerError, NewEvent, PublishOutcome, Publisher, Subscription};
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::support::db;
+use crate::util::{
+    DEAD, DONE, Journal, SOON, count, deliveries, dispatcher, only_delivery, quick_retry, start,
+    stop, wait_until,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_outcomes_are_independent_per_subscription() {
+    let db = db().await;
+    let pool = db.pool();
+    let ok = Journal::new();
+    let flaky = Journal::new();
+    let broken = Journal::new();
+    let handle = start(
+        dispatcher(pool)
+            .retain_done(true)
+            .subscribe(Subscription::raw("ok", ["order.placed"], ok.handler()).retry(quick_retry()))
+            .subscribe(
+                Subscription::raw(
+                    "flaky",
+                    ["order.placed"],
+                    flaky.handler_with(|d| async move {
+                        if d.attempt == 1 {
+                            Err(HandlerError::retry("flaky is down"))
+                        } else {
+                            Ok(())
+                        }
+                    }),
+                )
+                .retry(quick_retry()),
+            )
+            .subscribe(
+                Subscription::raw(
+                    "broken",
+                    ["order.placed"],
+                    broken.handler_with(|_| async {
+                        Err(HandlerError::permanent("cannot handle orders"))
+                    }),
+                )
+                .retry(quick_retry()),
+            ),
+    )
+    .await;
+
+    let event = NewEvent::raw("order.placed", json!({"order": 1}));
+    let outcome = Publisher::new("orders")
+        .expect("publisher")
+        .publish(&mut pool.acquire().await.expect("conn"), event)
+        .await
+        .expect("publish");
+    assert!(
+        matches!(outcome, PublishOutcome::Published { deliveries: 3, .. }),
+        "{outcome:?}"
+    );
+
+    wait_until("all three deliveries to finish", SOON, || async {
+        count(
+            pool,
+            "SELECT count(*) FROM pgbus.deliveries WHERE state IN (2, 3)",
+        )
+        .await
+            == 3
+    })
+    .await;
+    stop(pool, handle).await;
+
+    let ok_row = only_delivery(pool, "ok").await;
+    assert_eq!((ok_row.state, ok_row.attempts), (DONE, 1), "{ok_row:?}");
+    assert_eq!(ok_row.last_error, None);
+    assert_eq!(
+        ok.len(),
+        1,
+        "the successful handler ran again: {:?}",
+        ok.calls()
+    );
+
+    let flaky_row = only_delivery(pool, "flaky").await;
+    assert_eq!(
+        (flaky_row.state, flaky_row.attempts),
+        (DONE, 2),
+        "{flaky_row:?}"
+    );
+    assert_eq!(flaky_row.last_error.as_deref(), Some("flaky is down"));
+    let attempts: Vec<u32> = flaky.calls().iter().map(|c| c.attempt).collect();
+    assert_eq!(attempts, vec![1, 2]);
+
+    let broken_row = only_delivery(pool, "broken").await;
+    assert_eq!(
+        (broken_row.state, broken_row.attempts),
+        (DEAD, 1),
+        "{broken_row:?}"
+    );
+    assert_eq!(
+        broken_row.last_error.as_deref(),
+        Some("permanent failure: cannot handle orders")
+    );
+    assert!(broken_row.finished_at.is_some());
+    assert_eq!(broken.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_done_keeps_done_rows_in_state_done() {
+    let db = db().await;
+    let pool = db.pool();
+    let journal = Journal::new();
+    let handle = start(
+        dispatcher(pool)
+            .retain_done(true)
+            .subscribe(Subscription::raw("keep", ["*"], journal.handler())),
+    )
+    .await;
+    let events: Vec<NewEvent> = (0..20)
+        .map(|i| NewEvent::raw("thing.done", json!({ "i": i })))
+        .collect();
+    Publisher::new("t")
+        .expect("publisher")
+        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
+        .await
+        .expect("publish");
+    wait_until("20 done rows", SOON, || async {
+        count(
+            pool,
+            "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
+        )
+        .await
+            == 20
+    })
+    .await;
+    stop(pool, handle).await;
+    let rows = deliveries(pool).await;
+    assert_eq!(rows.len(), 20);
+    for row in &rows {
+        assert_eq!((row.state, row.attempts), (DONE, 1), "{row:?}");
+        assert!(row.finished_at.is_some(), "{row:?}");
+        assert_eq!(row.last_error, None);
+    }
+    assert_eq!(journal.len(), 20);
+    assert_eq!(count(pool, "SELECT count(*) FROM pgbus.events").await, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_on_one_database_deliver_each_delivery_exactly_once() {
+    const EVENTS: usize = 2_000;
+    let db = db().await;
+    let pool = db.pool();
+    let handled: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let per_dispatcher: [Arc<Mutex<usize>>; 2] = Default::default();
+
+    let mut handles = Vec::new();
+    let mut pools = Vec::new();
+    for (n, mine) in per_dispatcher.iter().enumerate() {
+        let own_pool = PgPoolOptions::new()
+            .max_connections(5)
+            .connect(db.url())
+            .await
+            .expect("separate pool");
+        let handled = handled.clone();
+        let mine = mine.clone();
+        let journal = Journal::new();
+        let handler = journal.handler_with(move |d| {
+            let handled = handled.clone();
+            let mine = mine.clone();
+            async move {
+                *handled.lock().unwrap().entry(d.id).or_default() += 1;
+                *mine.lock().unwrap() += 1;
+                // Slow enough that one dispatcher alone could not drain the queue before
+                // the other joins in.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                Ok(())
+            }
+        });
+        let handle = start(
+            dispatcher(&own_pool)
+                .batch_size(100)
+                .subscribe(Subscription::raw("shared", ["job.*"], handler).concurrency(8)),
+        )
+        .await;
+        handles.push((n, handle));
+        pools.push(own_pool);
+    }
+
+    let publisher = Publisher::new("jobs").expect("publisher");
+    let mut conn = pool.acquire().await.expect("conn");
+    for chunk in 0..EVENTS / 500 {
+        let events: Vec<NewEvent> = (0..500)
+            .map(|i| NewEvent::raw("job.run", json!({ "n": chunk * 500 + i })))
+            .collect();
+        let outcomes = publisher
+            .publish_all(&mut conn, &events)
+            .await
+            .expect("publish");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, PublishOutcome::Published { deliveries: 1, .. }))
+        );
+    }
+    drop(conn);
+
+    wait_until(
+        "every delivery handled and the queue empty",
+        Duration::from_secs(90),
+        || async {
+            let done = handled.lock().unwrap().len();
+            done == EVENTS && count(pool, "SELECT count(*) FROM pgbus.deliveries").await == 0
+        },
+    )
+    .await;
+    for (n, handle) in handles {
+        let report = stop(pool, handle).await;
+        assert_eq!(report.released, 0, "dispatcher {n}: {report:?}");
+    }
+    for own_pool in pools {
+        own_pool.close().await;
+    }
+
+    let handled = handled.lock().unwrap().clone();
+    let twice: Vec<(&i64, &u32)> = handled.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "handled more than once: {twice:?}");
+    assert_eq!(handled.len(), EVENTS);
+    let counts: Vec<usize> = per_dispatcher.iter().map(|c| *c.lock().unwrap()).collect();
+    assert_eq!(counts.iter().sum::<usize>(), EVENTS);
+    assert!(
+        counts.iter().all(|&c| c > 0),
+        "one dispatcher did all the work: {counts:?}"
+    );
+    assert_eq!(
+        count(pool, "SELECT count(*) FROM pgbus.deliveries").await,
+        0
+    );
+    assert_eq!(
+        count(pool, "SELECT count(*) FROM pgbus.events").await,
+        EVENTS as i64
+    );
+}

@@ -1,0 +1,204 @@
+//! Lease expiry: deliveries claimed by a worker that vanished are taken back, run alone,
+//! and delivered; or dead when the lost attempt was their last.
+
+use std::time::Duration;
+
+use pgbus::{NewEvent, Publisher, Subscription};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::support::db;
+use crate::util::{
+    DEAD, DONE, Journal, SOON, count, deliveries, dispatcher, quick_retry, register, start, stop,
+    wait_until,
+};
+
+async fn publish_n(pool: &PgPool, n: usize) -> Vec<Uuid> {
+    let events: Vec<NewEvent> = (0..n)
+        .map(|i| NewEvent::raw("job.run", json!({ "i": i })))
+        .collect();
+    Publisher::new("lease-tests")
+        .expect("publisher")
+        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
+        .await
+        .expect("publish");
+    events.iter().map(NewEvent::id).collect()
+}
+
+/// What a claim by a worker that then died leaves behind: running, attempt counted,
+/// lease already expired.
+async fn crash_claim(pool: &PgPool, extra_attempts: i32, event_ids: &[Uuid]) {
+    let n = sqlx::query(
+        "UPDATE pgbus.deliveries
+         SET state = 1, attempts = attempts + 1 + $1, run_at = now() - interval '1 second'
+         WHERE event_id = ANY($2)",
+    )
+    .bind(extra_attempts)
+    .bind(event_ids)
+    .execute(pool)
+    .await
+    .expect("simulating a crashed claim")
+    .rows_affected();
+    assert_eq!(n as usize, event_ids.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_leases_are_taken_back_and_delivered_one_at_a_time() {
+    let db = db().await;
+    let pool = db.pool();
+    register(pool, &[("jobs", &["job.*"])]).await;
+    let crashed = publish_n(pool, 3).await;
+    crash_claim(pool, 0, &crashed).await;
+
+    let journal = Journal::new();
+    let handle = start(
+        dispatcher(pool).retain_done(true).subscribe(
+            Subscription::raw(
+                "jobs",
+                ["job.*"],
+                journal.handler_with(|_| async {
+                    // Long enough for overlapping runs to show.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(())
+                }),
+            )
+            .concurrency(8)
+            .lease(Duration::from_secs(1))
+            .retry(quick_retry().max_attempts(5)),
+        ),
+    )
+    .await;
+    wait_until(
+        "the three taken-back deliveries to be done",
+        SOON,
+        || async {
+            count(
+                pool,
+                "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
+            )
+            .await
+                == 3
+        },
+    )
+    .await;
+    stop(pool, handle).await;
+
+    let calls = journal.calls();
+    let mut delivered: Vec<Uuid> = calls.iter().map(|c| c.event_id).collect();
+    delivered.sort();
+    let mut want = crashed.clone();
+    want.sort();
+    assert_eq!(delivered, want, "each crashed delivery runs exactly once");
+    assert!(
+        calls.iter().all(|c| c.attempt == 2),
+        "the lost attempt counts: {calls:?}"
+    );
+    assert_eq!(
+        journal.most_running(),
+        1,
+        "crash suspects must run alone, one at a time"
+    );
+    for row in deliveries(pool).await {
+        assert_eq!((row.state, row.attempts), (DONE, 2), "{row:?}");
+        let error = row.last_error.as_deref().unwrap_or_default();
+        assert!(
+            error.starts_with("lease expired during attempt 1 of 5"),
+            "{row:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_on_the_last_attempt_is_dead_and_its_neighbours_are_delivered() {
+    let db = db().await;
+    let pool = db.pool();
+    register(pool, &[("jobs", &["job.*"])]).await;
+    let ids = publish_n(pool, 3).await;
+    // The first used its last attempt (2 of 2) when its worker died; the others their first.
+    crash_claim(pool, 1, &ids[..1]).await;
+    crash_claim(pool, 0, &ids[1..]).await;
+
+    let journal = Journal::new();
+    let handle = start(
+        dispatcher(pool).retain_done(true).subscribe(
+            Subscription::raw("jobs", ["job.*"], journal.handler())
+                .lease(Duration::from_secs(1))
+                .retry(quick_retry().max_attempts(2)),
+        ),
+    )
+    .await;
+    wait_until("one dead, two done", SOON, || async {
+        count(
+            pool,
+            "SELECT count(*) FROM pgbus.deliveries WHERE state = 3",
+        )
+        .await
+            == 1
+            && count(
+                pool,
+                "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
+            )
+            .await
+                == 2
+    })
+    .await;
+    stop(pool, handle).await;
+
+    let mut delivered: Vec<Uuid> = journal.calls().iter().map(|c| c.event_id).collect();
+    delivered.sort();
+    let mut want = ids[1..].to_vec();
+    want.sort();
+    assert_eq!(
+        delivered, want,
+        "the dead one must not run, the others once each"
+    );
+    for row in deliveries(pool).await {
+        if row.event_id == ids[0] {
+            assert_eq!((row.state, row.attempts), (DEAD, 2), "{row:?}");
+            assert!(row.finished_at.is_some());
+            let error = row.last_error.as_deref().unwrap_or_default();
+            assert!(
+                error.starts_with("lease expired during attempt 2 of 2"),
+                "{row:?}"
+            );
+        } else {
+            assert_eq!((row.state, row.attempts), (DONE, 2), "{row:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_keeps_its_lease() {
+    let db = db().await;
+    let pool = db.pool();
+    let journal = Journal::new();
+    let handle = start(
+        dispatcher(pool).subscribe(
+            Subscription::raw(
+                "slow",
+                ["job.*"],
+                journal.handler_with(|_| async {
+                    // Three lease lengths.
+                    tokio::time::sleep(Duration::from_millis(3_000)).await;
+                    Ok(())
+                }),
+            )
+            .lease(Duration::from_secs(1)),
+        ),
+    )
+    .await;
+    publish_n(pool, 1).await;
+    wait_until("the delivery to be done", SOON, || async {
+        count(pool, "SELECT count(*) FROM pgbus.deliveries").await == 0
+    })
+    .await;
+    stop(pool, handle).await;
+    let calls = journal.calls();
+    assert_eq!(
+        calls.len(),
+        1,
+        "a live, slow handler lost its lease: {calls:?}"
+    );
+    assert_eq!(calls[0].attempt, 1);
+}

@@ -1,0 +1,230 @@
+//! Wake-ups of an idle dispatcher (poll interval 10 s): by NOTIFY from another connection,
+//! and by a publish in the same process.
+//!
+//! The in-process wake-up is process-global: any test publishing in this test binary wakes
+//! every dispatcher in it. So each check runs in a child process of its own (this binary,
+//! filtered to one `#[ignore]`d test) where nothing else publishes, and first shows that
+//! the dispatcher really is idle: a row inserted without any wake-up stays undelivered.
+
+use std::time::Duration;
+
+use pgbus::{Dispatcher, DispatcherHandle, NewEvent, Publisher, Subscription};
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::support::db;
+use crate::util::{Journal, count, stop, wait_until};
+
+const DB_URL_ENV: &str = "PGBUS_WAKE_TEST_DATABASE_URL";
+/// Printed by a child test that ran its checks (rather than returning early).
+const RAN_MARKER: &str = "pgbus-wake-check-ran";
+const POLL: Duration = Duration::from_secs(10);
+/// How soon a woken dispatcher must have started the handler.
+const PROMPT: Duration = Duration::from_secs(1);
+
+/// Runs the ignored test `name` of this binary in a child process against `url`.
+async fn run_isolated(name: &str, url: &str) {
+    let exe = std::env::current_exe().expect("current test binary");
+    let child = tokio::process::Command::new(exe)
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DB_URL_ENV, url)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), child)
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not finish within 120 s"))
+        .expect("running the child test process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && stdout.contains("test result: ok. 1 passed")
+            && stdout.contains(RAN_MARKER),
+        "isolated test {name} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+}
+
+/// The database the parent test made, or `None` when run directly.
+async fn child_pool() -> Option<PgPool> {
+    let url = std::env::var(DB_URL_ENV).ok()?;
+    Some(
+        PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&url)
+            .await
+            .expect("connecting to the parent's database"),
+    )
+}
+
+async fn start_idle(pool: &PgPool, journal: &Journal, listen: bool) -> DispatcherHandle {
+    let handle = Dispatcher::builder(pool.clone())
+        .poll_interval(POLL)
+        .listen(listen)
+        .shutdown_timeout(Duration::from_secs(5))
+        .subscribe(Subscription::raw("waker", ["wake.*"], journal.handler()))
+        .build()
+        .expect("dispatcher")
+        .start()
+        .await
+        .expect("start");
+    if listen {
+        wait_until(
+            "the dispatcher's LISTEN",
+            Duration::from_secs(10),
+            || async {
+                count(
+                    pool,
+                    "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+                )
+                .await
+                    == 1
+            },
+        )
+        .await;
+    }
+    // Let the start-up fetches (and the one after LISTEN connects) run out. This only
+    // makes the idleness check below meaningful; it does not make anything pass.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle
+}
+
+/// Writes an event and its delivery with plain SQL: no NOTIFY, no in-process wake-up.
+async fn insert_raw(conn: &mut PgConnection) -> Uuid {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "WITH e AS (INSERT INTO pgbus.events (id, type, source, data)
+                    VALUES ($1, 'wake.raw', 'raw-sql', '{}') RETURNING id)
+         INSERT INTO pgbus.deliveries (event_id, subscription) SELECT id, 'waker' FROM e",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .expect("raw insert");
+    id
+}
+
+/// Shows the dispatcher is idle: a row written without a wake-up is not picked up.
+async fn assert_idle(journal: &Journal, conn: &mut PgConnection) -> Uuid {
+    let unannounced = insert_raw(conn).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        journal.len(),
+        0,
+        "the dispatcher (poll interval {POLL:?}) took a row without being woken, so this \
+         test cannot tell a wake-up from polling"
+    );
+    unannounced
+}
+
+/// Waits until `event` was handled and returns how long after `since` that was.
+async fn handled_after(journal: &Journal, event: Uuid, since: Instant) -> Duration {
+    wait_until(
+        "the woken dispatcher to handle the event",
+        POLL * 2,
+        || async { journal.calls().iter().any(|c| c.event_id == event) },
+    )
+    .await;
+    let call = journal
+        .calls()
+        .into_iter()
+        .find(|c| c.event_id == event)
+        .expect("call");
+    call.at - since
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_from_another_connection_wakes_an_idle_dispatcher() {
+    let db = db().await;
+    run_isolated("wake::isolated_notify_wake", db.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run in a child process by notify_from_another_connection_wakes_an_idle_dispatcher"]
+async fn isolated_notify_wake() {
+    let Some(pool) = child_pool().await else {
+        eprintln!("{DB_URL_ENV} not set: nothing to do outside the parent test");
+        return;
+    };
+    let journal = Journal::new();
+    let handle = start_idle(&pool, &journal, true).await;
+    let mut other = PgConnection::connect(&std::env::var(DB_URL_ENV).unwrap())
+        .await
+        .expect("separate connection");
+    let unannounced = assert_idle(&journal, &mut other).await;
+
+    let mut tx = other.begin().await.expect("begin");
+    let announced = insert_raw(&mut tx).await;
+    sqlx::query("NOTIFY pgbus")
+        .execute(&mut *tx)
+        .await
+        .expect("NOTIFY");
+    let committed = Instant::now();
+    tx.commit().await.expect("commit");
+
+    let latency = handled_after(&journal, announced, committed).await;
+    assert!(
+        latency < PROMPT,
+        "NOTIFY woke the dispatcher only after {latency:?}"
+    );
+    println!("{RAN_MARKER}: NOTIFY wake-up after {latency:?}");
+    handled_after(&journal, unannounced, committed).await;
+    stop(&pool, handle).await;
+    other.close().await.ok();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_in_the_same_process_wakes_an_idle_dispatcher() {
+    let db = db().await;
+    run_isolated("wake::isolated_local_wake", db.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run in a child process by a_publish_in_the_same_process_wakes_an_idle_dispatcher"]
+async fn isolated_local_wake() {
+    let Some(pool) = child_pool().await else {
+        eprintln!("{DB_URL_ENV} not set: nothing to do outside the parent test");
+        return;
+    };
+    let journal = Journal::new();
+    // No LISTEN and no NOTIFY: only the in-process wake-up can be at work.
+    let handle = start_idle(&pool, &journal, false).await;
+    let mut other = PgConnection::connect(&std::env::var(DB_URL_ENV).unwrap())
+        .await
+        .expect("separate connection");
+    let unannounced = assert_idle(&journal, &mut other).await;
+
+    let publisher = Publisher::builder()
+        .source("local")
+        .notify(false)
+        .build()
+        .expect("publisher");
+    let event = NewEvent::raw("wake.local", json!({}));
+    let id = event.id();
+    let mut conn = pool.acquire().await.expect("conn");
+    let published = Instant::now();
+    publisher.publish(&mut conn, event).await.expect("publish");
+    drop(conn);
+
+    let latency = handled_after(&journal, id, published).await;
+    assert!(
+        latency < PROMPT,
+        "a local publish woke the dispatcher only after {latency:?}"
+    );
+    println!("{RAN_MARKER}: local wake-up after {latency:?}");
+    handled_after(&journal, unannounced, published).await;
+    stop(&pool, handle).await;
+    other.close().await.ok();
+    pool.close().await;
+}
