@@ -44,10 +44,10 @@ WITH want AS (
         AS w(sub, n, max_attempts, lease)
 ),
 picked AS (
-    SELECT c.id, c.state AS old_state, w.max_attempts, w.lease
+    SELECT c.id, c.state AS old_state, c.priority, c.run_at AS due, w.max_attempts, w.lease
     FROM want w
     CROSS JOIN LATERAL (
-        SELECT d.id, d.state FROM pgbus.deliveries d
+        SELECT d.id, d.state, d.priority, d.run_at FROM pgbus.deliveries d
         WHERE d.subscription = w.sub AND d.state < 2 AND {solo} AND d.run_at <= now()
         ORDER BY d.priority, d.run_at, d.id
         LIMIT w.n
@@ -71,7 +71,7 @@ upd AS (
         finished_at = CASE WHEN p.old_state = 1 AND d.attempts >= p.max_attempts THEN now() END
     FROM picked p
     WHERE d.id = ANY (ARRAY(SELECT id FROM picked)) AND d.id = p.id
-    RETURNING d.id, d.event_id, d.subscription, d.attempts, d.state
+    RETURNING d.id, d.event_id, d.subscription, d.attempts, d.state, p.priority, p.due
 )
 SELECT u.id, u.subscription, u.attempts, u.state,
        e.id AS event_id, e.type AS event_type, e.source, e.subject, e.key, e.data, e.headers,
@@ -80,6 +80,7 @@ FROM upd u
 LEFT JOIN LATERAL (
     SELECT * FROM pgbus.events e WHERE e.id = u.event_id AND u.state = 1
 ) e ON true
+ORDER BY u.priority, u.due, u.id
 "#;
 
 /// Claims due deliveries; `solo` selects crash suspects instead of ordinary work.

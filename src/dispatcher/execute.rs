@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use super::Shared;
 use super::complete::{Completion, Kind, Msg};
-use crate::handler::{Delivery, Failure, HandlerError};
+use crate::handler::{Failure, HandlerError};
 use crate::retry;
 
 /// Aborts the wrapped task when dropped, so an abandoned handler does not run on.
@@ -21,15 +21,27 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs one claimed delivery to an outcome (or leaves it to the shutdown path).
-pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize, delivery: Delivery) {
+/// Runs the subscription's next queued delivery to an outcome (or leaves it to the
+/// shutdown path). One task is spawned per queued delivery; whichever gets a concurrency
+/// slot first takes the front of the queue, so deliveries start in claim order.
+pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
     let sub = &shared.subs[sub_index];
     let permit = tokio::select! {
         biased;
         _ = shared.stop.cancelled() => None,
         permit = sub.semaphore.clone().acquire_owned() => permit.ok(),
     };
-    let Some(permit) = permit.filter(|_| !shared.stop.is_cancelled()) else {
+    let next = permit
+        .filter(|_| !shared.stop.is_cancelled())
+        .and_then(|permit| {
+            let delivery = sub
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front()?;
+            Some((permit, delivery))
+        });
+    let Some((permit, delivery)) = next else {
         // Shutting down before it started: the shutdown path releases it uncounted.
         sub.outstanding.fetch_sub(1, Ordering::Relaxed);
         return;

@@ -208,9 +208,13 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
             created_at: row.created_at.unwrap_or_default(),
         },
     };
+    sub.queue
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_back(delivery);
     shared
         .tasks
-        .spawn(super::execute::run(shared.clone(), sub_index, delivery));
+        .spawn(super::execute::run(shared.clone(), sub_index));
 }
 
 /// Gives a claimed suspect back without counting the attempt.

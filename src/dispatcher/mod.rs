@@ -10,7 +10,7 @@ mod listen;
 mod maintain;
 mod shutdown;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
+use crate::handler::Delivery;
 use crate::subscription::{self, Subscription};
 use crate::wake;
 
@@ -240,6 +241,7 @@ impl Dispatcher {
                     name: Arc::from(sub.name.as_str()),
                     semaphore: Arc::new(Semaphore::new(sub.concurrency)),
                     outstanding: AtomicUsize::new(0),
+                    queue: Mutex::new(VecDeque::new()),
                     sub,
                 })
                 .collect(),
@@ -362,6 +364,10 @@ pub(crate) struct SubState {
     pub(crate) name: Arc<str>,
     pub(crate) semaphore: Arc<Semaphore>,
     pub(crate) outstanding: AtomicUsize,
+    /// Claimed deliveries not yet started, in claim order (priority, run_at, id). Each
+    /// delivery task takes the front one once it has a concurrency slot, so deliveries
+    /// start in this order whichever task the runtime schedules first.
+    pub(crate) queue: Mutex<VecDeque<Delivery>>,
 }
 
 /// A delivery this dispatcher holds the lease of.
