@@ -244,3 +244,80 @@ async fn two_dispatchers_on_one_database_deliver_each_delivery_exactly_once() {
         EVENTS as i64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smaller_priority_runs_first() {
+    let db = db().await;
+    let pool = db.pool();
+    crate::util::register(pool, &[("ordered", &["job.*"])]).await;
+    // Published before the dispatcher starts, so that one claim sees them all.
+    let priorities: [i16; 12] = [5, -3, 0, 7, -3, 2, 0, 9, -8, 1, 5, 0];
+    let events: Vec<NewEvent> = priorities
+        .iter()
+        .enumerate()
+        .map(|(i, p)| NewEvent::raw("job.run", json!({ "i": i })).priority(*p))
+        .collect();
+    Publisher::new("t")
+        .expect("publisher")
+        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
+        .await
+        .expect("publish");
+
+    let journal = Journal::new();
+    let handle = start(
+        dispatcher(pool)
+            .subscribe(Subscription::raw("ordered", ["job.*"], journal.handler()).concurrency(1)),
+    )
+    .await;
+    wait_until("all delivered", SOON, || async {
+        journal.len() == priorities.len()
+    })
+    .await;
+    stop(pool, handle).await;
+
+    let order: Vec<usize> = journal
+        .calls()
+        .iter()
+        .map(|c| c.data["i"].as_u64().expect("i") as usize)
+        .collect();
+    let mut want: Vec<usize> = (0..priorities.len()).collect();
+    // Priority first, then publish order (run_at, id).
+    want.sort_by_key(|&i| (priorities[i], i));
+    assert_eq!(
+        order.iter().map(|&i| priorities[i]).collect::<Vec<_>>(),
+        want.iter().map(|&i| priorities[i]).collect::<Vec<_>>(),
+        "priorities in handling order"
+    );
+    assert_eq!(order, want, "events in handling order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_at_delays_the_first_attempt() {
+    let db = db().await;
+    let pool = db.pool();
+    let journal = Journal::new();
+    let handle =
+        start(dispatcher(pool).subscribe(Subscription::raw("later", ["job.*"], journal.handler())))
+            .await;
+    let delay = Duration::from_millis(800);
+    let published = tokio::time::Instant::now();
+    let at = chrono::Utc::now() + chrono::Duration::from_std(delay).expect("delay");
+    Publisher::new("t")
+        .expect("publisher")
+        .publish(
+            &mut pool.acquire().await.expect("conn"),
+            NewEvent::raw("job.later", json!({})).deliver_at(at),
+        )
+        .await
+        .expect("publish");
+    wait_until("the delayed delivery", SOON, || async {
+        journal.len() == 1
+    })
+    .await;
+    stop(pool, handle).await;
+    let waited = journal.calls()[0].at - published;
+    assert!(
+        waited >= delay - Duration::from_millis(20),
+        "delivered {waited:?} after publishing, deliver_at was {delay:?} ahead"
+    );
+}

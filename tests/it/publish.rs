@@ -117,6 +117,16 @@ async fn committed_publish_is_delivered_with_its_metadata() {
     assert_eq!(call.event_type, "property.created");
     assert_eq!(call.attempt, 1);
     assert_eq!(call.data, json!({"id": 7, "title": "Casa"}));
+    assert_eq!(call.source, "property-service");
+    assert_eq!(call.subject.as_deref(), Some("property/7"));
+    assert_eq!(call.key.as_deref(), Some("property/7"));
+    assert_eq!(
+        call.headers,
+        BTreeMap::from([
+            ("correlation_id".to_owned(), "c-1".to_owned()),
+            ("traceparent".to_owned(), "00-abc-def-01".to_owned()),
+        ])
+    );
     let (source, subject, key, headers): (
         String,
         Option<String>,
@@ -344,4 +354,39 @@ async fn same_dedupe_key_is_a_duplicate_and_writes_nothing() {
             "duplicate #{dup} was written"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_with_new_patterns_changes_what_a_subscription_receives() {
+    let db = db().await;
+    let pool = db.pool();
+    register(pool, &[("moving", &["old.*"])]).await;
+    register(pool, &[("moving", &["new.*", "extra.one"])]).await;
+    let patterns: Vec<String> =
+        sqlx::query_scalar("SELECT patterns FROM pgbus.subscriptions WHERE name = 'moving'")
+            .fetch_one(pool)
+            .await
+            .expect("patterns");
+    assert_eq!(patterns, vec!["new.*", "extra.one"]);
+    let events = [
+        NewEvent::raw("old.thing", json!({})),
+        NewEvent::raw("new.thing", json!({})),
+        NewEvent::raw("extra.one", json!({})),
+    ];
+    let outcomes = publisher()
+        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
+        .await
+        .expect("publish");
+    let counts: Vec<u32> = outcomes
+        .iter()
+        .map(|o| match o {
+            PublishOutcome::Published { deliveries, .. } => *deliveries,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(counts, vec![0, 1, 1]);
+    assert_eq!(
+        count(pool, "SELECT count(*) FROM pgbus.subscriptions").await,
+        1
+    );
 }

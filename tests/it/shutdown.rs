@@ -67,6 +67,11 @@ async fn graceful_shutdown_finishes_running_handlers_and_gives_back_queued_ones(
                 == 6
     })
     .await;
+    assert_eq!(
+        handle.in_flight(),
+        6,
+        "claimed deliveries held by the dispatcher"
+    );
 
     let report = stop(pool, handle).await;
     assert!(report.finished_in_time, "{report:?}");

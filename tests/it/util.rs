@@ -2,6 +2,7 @@
 //! wake): reading the queue tables, recording handler calls, starting dispatchers with
 //! short timings.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -167,6 +168,10 @@ pub struct Call {
     pub event_type: String,
     pub subscription: String,
     pub attempt: u32,
+    pub source: String,
+    pub subject: Option<String>,
+    pub key: Option<String>,
+    pub headers: BTreeMap<String, String>,
     pub data: serde_json::Value,
     pub at: Instant,
 }
@@ -179,6 +184,10 @@ impl Call {
             event_type: delivery.event.event_type.clone(),
             subscription: delivery.subscription.to_string(),
             attempt: delivery.attempt,
+            source: delivery.event.source.clone(),
+            subject: delivery.event.subject.clone(),
+            key: delivery.event.key.clone(),
+            headers: delivery.event.headers.clone(),
             data: delivery.event.data.clone(),
             at: Instant::now(),
         }

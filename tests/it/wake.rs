@@ -228,3 +228,46 @@ async fn isolated_local_wake() {
     other.close().await.ok();
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_commits_later_still_wakes_an_idle_dispatcher() {
+    let db = db().await;
+    run_isolated("wake::isolated_late_commit_wake", db.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run in a child process by a_transaction_that_commits_later_still_wakes_an_idle_dispatcher"]
+async fn isolated_late_commit_wake() {
+    let Some(pool) = child_pool().await else {
+        eprintln!("{DB_URL_ENV} not set: nothing to do outside the parent test");
+        return;
+    };
+    let journal = Journal::new();
+    let handle = start_idle(&pool, &journal, true).await;
+    let mut other = PgConnection::connect(&std::env::var(DB_URL_ENV).unwrap())
+        .await
+        .expect("separate connection");
+    let unannounced = assert_idle(&journal, &mut other).await;
+
+    // The usual case: publish inside the service's transaction, which goes on with its own
+    // work and commits well after the publish statement (and its in-process wake-up).
+    let publisher = Publisher::new("late").expect("publisher");
+    let event = NewEvent::raw("wake.late", json!({}));
+    let id = event.id();
+    let mut tx = pool.begin().await.expect("begin");
+    publisher.publish(&mut tx, event).await.expect("publish");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let committed = Instant::now();
+    tx.commit().await.expect("commit");
+
+    let latency = handled_after(&journal, id, committed).await;
+    assert!(
+        latency < PROMPT,
+        "a publish committed 200 ms after its statement was handled only {latency:?} after the commit"
+    );
+    println!("{RAN_MARKER}: late-commit wake-up after {latency:?}");
+    handled_after(&journal, unannounced, committed).await;
+    stop(&pool, handle).await;
+    other.close().await.ok();
+    pool.close().await;
+}
