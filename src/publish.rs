@@ -95,7 +95,7 @@ impl Default for PublisherBuilder {
             source: "pgbus".to_owned(),
             max_payload_bytes: 1024 * 1024,
             notify: true,
-            notify_debounce: Duration::from_millis(1),
+            notify_debounce: Duration::ZERO,
         }
     }
 }
@@ -113,16 +113,22 @@ impl PublisherBuilder {
         self
     }
 
-    /// Whether publishes NOTIFY idle dispatchers in other processes. Default: `true`.
-    /// Without it, other processes find new events at their poll interval.
+    /// Whether publishes NOTIFY idle dispatchers (delivered at commit). Default: `true`.
+    /// Without it, dispatchers in other processes find new events at their poll interval,
+    /// and those in this process are woken at publish time, which finds the event only if
+    /// the transaction commits within a few milliseconds.
     pub fn notify(mut self, notify: bool) -> Self {
         self.notify = notify;
         self
     }
 
-    /// At most one NOTIFY per this window per publisher; publishes inside the window rely on
-    /// the dispatcher's re-fetch after a wake-up. Default: 1 ms. Zero notifies on every
-    /// publish statement.
+    /// At most one NOTIFY per this window per publisher. Default: zero (every publish
+    /// statement notifies; PostgreSQL folds repeats within one transaction into one).
+    ///
+    /// NOTIFY takes a global lock at commit, so many concurrent publishers may want a
+    /// window of a millisecond or so. The cost: a publish inside the window whose
+    /// transaction commits after the woken dispatcher's short re-fetches (about 7 ms)
+    /// waits for the dispatcher's poll interval.
     pub fn notify_debounce(mut self, window: Duration) -> Self {
         self.notify_debounce = window;
         self
@@ -354,8 +360,11 @@ impl Publisher {
         if !self.inner.notify {
             return false;
         }
-        let now = self.inner.epoch.elapsed().as_micros() as u64 + 1;
         let window = self.inner.notify_debounce.as_micros() as u64;
+        if window == 0 {
+            return true;
+        }
+        let now = self.inner.epoch.elapsed().as_micros() as u64 + 1;
         let last = self.inner.last_notify.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) < window {
             return false;
