@@ -186,6 +186,7 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
         row.id,
         Held {
             attempt: row.attempts,
+            max_attempts: sub.sub.retry.max_attempts as i32,
             lease_secs,
             started: false,
             reported: false,

@@ -374,6 +374,8 @@ pub(crate) struct SubState {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Held {
     pub(crate) attempt: i32,
+    /// The subscription's `max_attempts`: an interrupted last attempt ends the delivery.
+    pub(crate) max_attempts: i32,
     pub(crate) lease_secs: f64,
     pub(crate) started: bool,
     /// The outcome went to the completer.

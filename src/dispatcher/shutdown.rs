@@ -19,7 +19,9 @@ pub struct ShutdownReport {
     /// Whether every started handler finished before the deadline.
     pub finished_in_time: bool,
     /// Deliveries given back as pending: queued ones that never started (attempt not
-    /// counted) and, after the deadline, interrupted ones (attempt counted).
+    /// counted) and, after the deadline, interrupted ones (attempt counted). An interrupted
+    /// last attempt (`max_attempts` reached) makes the delivery dead, as a lost lease does;
+    /// it is not counted here.
     pub released: usize,
 }
 
@@ -59,21 +61,35 @@ pub(crate) async fn supervise(
     let release: Vec<Completion> = shared
         .held()
         .iter()
-        .map(|(id, h)| Completion {
-            id: *id,
-            attempt: h.attempt,
-            kind: if h.started {
-                Kind::ReleaseStarted
+        .map(|(id, h)| {
+            // An interrupted attempt counts like any other: the last one ends the delivery
+            // (else it would run more than max_attempts times).
+            let (kind, error) = if !h.started {
+                (Kind::ReleaseUnstarted, None)
+            } else if h.attempt >= h.max_attempts {
+                (
+                    Kind::Dead,
+                    Some(format!(
+                        "gave up after {} attempts: interrupted by dispatcher shutdown",
+                        h.attempt
+                    )),
+                )
             } else {
-                Kind::ReleaseUnstarted
-            },
-            delay_secs: 0.0,
-            error: h
-                .started
-                .then(|| "interrupted by dispatcher shutdown".to_owned()),
+                (
+                    Kind::ReleaseStarted,
+                    Some("interrupted by dispatcher shutdown".to_owned()),
+                )
+            };
+            Completion {
+                id: *id,
+                attempt: h.attempt,
+                kind,
+                delay_secs: 0.0,
+                error,
+            }
         })
         .collect();
-    let released = release.len();
+    let released = release.iter().filter(|c| c.kind != Kind::Dead).count();
     let result = if release.is_empty() {
         Ok(())
     } else {
