@@ -1,10 +1,7 @@
 //! The claim statement: one round trip takes a batch of due deliveries for every local
 //! subscription at once, writes their leases, and takes back expired ones.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
-use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
@@ -31,8 +28,10 @@ pub(crate) struct ClaimedRow {
     pub(crate) source: Option<String>,
     pub(crate) subject: Option<String>,
     pub(crate) key: Option<String>,
-    pub(crate) data: Option<serde_json::Value>,
-    pub(crate) headers: Option<Json<BTreeMap<String, String>>>,
+    /// The payload as JSON text, parsed per delivery so that one undecodable row cannot
+    /// fail the whole claimed batch.
+    pub(crate) data: Option<String>,
+    pub(crate) headers: Option<String>,
     pub(crate) created_at: Option<DateTime<Utc>>,
 }
 
@@ -74,7 +73,8 @@ upd AS (
     RETURNING d.id, d.event_id, d.subscription, d.attempts, d.state, p.priority, p.due
 )
 SELECT u.id, u.subscription, u.attempts, u.state,
-       e.id AS event_id, e.type AS event_type, e.source, e.subject, e.key, e.data, e.headers,
+       e.id AS event_id, e.type AS event_type, e.source, e.subject, e.key, e.data::text AS data,
+       e.headers::text AS headers,
        e.created_at
 FROM upd u
 LEFT JOIN LATERAL (

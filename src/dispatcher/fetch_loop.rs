@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::claim::{self, ClaimedRow, Want};
+use super::complete::{Completion, Kind, Msg};
 use super::connection::KeptConnection;
 use super::{Held, Shared};
 use crate::event::EventEnvelope;
@@ -193,21 +194,28 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
             extended_at: Instant::now(),
         },
     );
+    let event = match envelope(&row) {
+        Ok(event) => event,
+        Err(error) => {
+            // Cannot run at all: dead at once, through the completer like any outcome.
+            tracing::warn!(delivery_id = row.id, error, "pgbus: delivery dead");
+            shared.mark_reported(row.id);
+            let _ = shared.outcomes.send(Msg::Complete(Completion {
+                id: row.id,
+                attempt: row.attempts,
+                kind: Kind::Dead,
+                delay_secs: 0.0,
+                error: Some(error),
+            }));
+            return;
+        }
+    };
     sub.outstanding.fetch_add(1, Ordering::Relaxed);
     let delivery = Delivery {
         id: row.id,
         attempt: row.attempts.max(1) as u32,
         subscription: sub.name.clone(),
-        event: EventEnvelope {
-            id: row.event_id.unwrap_or_default(),
-            event_type: row.event_type.unwrap_or_default(),
-            source: row.source.unwrap_or_default(),
-            subject: row.subject,
-            key: row.key,
-            data: row.data.unwrap_or(serde_json::Value::Null),
-            headers: row.headers.map(|h| h.0).unwrap_or_default(),
-            created_at: row.created_at.unwrap_or_default(),
-        },
+        event,
     };
     sub.queue
         .lock()
@@ -216,6 +224,30 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
     shared
         .tasks
         .spawn(super::execute::run(shared.clone(), sub_index));
+}
+
+/// The event as handlers see it, or why it cannot be delivered.
+fn envelope(row: &ClaimedRow) -> Result<EventEnvelope, String> {
+    let (Some(id), Some(data)) = (row.event_id, row.data.as_deref()) else {
+        return Err("its event no longer exists".to_owned());
+    };
+    let data = serde_json::from_str(data)
+        .map_err(|e| format!("the payload of event {id} cannot be decoded: {e}"))?;
+    let headers = match row.headers.as_deref() {
+        Some(h) => serde_json::from_str(h)
+            .map_err(|e| format!("the headers of event {id} cannot be decoded: {e}"))?,
+        None => Default::default(),
+    };
+    Ok(EventEnvelope {
+        id,
+        event_type: row.event_type.clone().unwrap_or_default(),
+        source: row.source.clone().unwrap_or_default(),
+        subject: row.subject.clone(),
+        key: row.key.clone(),
+        data,
+        headers,
+        created_at: row.created_at.unwrap_or_default(),
+    })
 }
 
 /// Gives a claimed suspect back without counting the attempt.
