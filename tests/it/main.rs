@@ -13,3 +13,12 @@ mod shutdown;
 mod util;
 mod validation;
 mod wake;
+
+mod faults_handlers;
+mod faults_input;
+mod faults_kill;
+mod faults_load;
+mod faults_model;
+mod faults_restart;
+mod faults_support;
+mod faults_worker;

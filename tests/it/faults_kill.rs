@@ -1,0 +1,325 @@
+//! Killed workers: dispatcher *processes* are `kill -9`ed while events are published, and a
+//! delivery that aborts its process ends dead without taking its neighbours with it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pgbus::{NewEvent, Publisher};
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::faults_support::{
+    CREATE_LOG_TABLE, DEAD, log_rows, lost_pairs, rows, scalar, size, state_counts, wait_until,
+};
+use crate::faults_worker::{Fleet, Mode, WorkerConfig};
+use crate::support::db;
+
+/// A small xorshift generator: the tests need a little randomness, not a crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_time() -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            | 1;
+        Rng(seed)
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.0
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Uniform in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo).max(1)
+    }
+}
+
+/// Publishes `total` events of type `fault.tick` in batches of 25 (autocommit), spread over
+/// about `over`; returns the ids of the events whose publish returned `Ok`.
+async fn publish_paced(pool: PgPool, total: usize, over: Duration) -> Vec<Uuid> {
+    const BATCH: usize = 25;
+    let publisher = Publisher::new("faults.kill").expect("publisher");
+    let batches = total.div_ceil(BATCH);
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(total);
+    for b in 0..batches {
+        let events: Vec<NewEvent> = (b * BATCH..((b + 1) * BATCH).min(total))
+            .map(|n| NewEvent::raw("fault.tick", json!({ "n": n })))
+            .collect();
+        let mut conn = pool.acquire().await.expect("a connection to publish on");
+        let outcomes = publisher
+            .publish_all(&mut conn, &events)
+            .await
+            .expect("publishing (the database is not restarted in this test)");
+        ids.extend(outcomes.iter().map(|o| o.id()));
+        drop(conn);
+        // Keep to the schedule: batch b+1 is due at (b+1)/batches of `over`.
+        let due = started + over.mul_f64((b + 1) as f64 / batches as f64);
+        tokio::time::sleep_until(due).await;
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_workers_lose_no_delivery() {
+    let total = size(20_000, 100_000);
+    let publish_for = size(Duration::from_secs(12), Duration::from_secs(60));
+    let started = Instant::now();
+    let db = db().await;
+    let pool = db.pool().clone();
+    sqlx::query(CREATE_LOG_TABLE)
+        .execute(&pool)
+        .await
+        .expect("creating fault_log");
+    let subscriptions = ["kill-a", "kill-b", "kill-c"];
+    let mut fleet = Fleet::new(WorkerConfig {
+        url: db.url().to_owned(),
+        mode: Mode::Record,
+        subscriptions: subscriptions.iter().map(|s| (*s).to_owned()).collect(),
+        pattern: "fault.*".to_owned(),
+        lease: Duration::from_secs(2),
+        concurrency: 8,
+        batch_size: 25,
+        max_attempts: 25,
+        poll_interval: Duration::from_millis(250),
+    });
+    const WORKERS: usize = 3;
+    for _ in 0..WORKERS {
+        fleet.spawn();
+    }
+    wait_until(
+        "the workers to register their subscriptions",
+        Duration::from_secs(60),
+        || async { scalar(&pool, "SELECT count(*) FROM pgbus.subscriptions").await == 3 },
+    )
+    .await;
+
+    let publisher = tokio::spawn(publish_paced(pool.clone(), total, publish_for));
+    let mut rng = Rng::from_time();
+    let seed = rng.seed();
+    let mut kills = 0usize;
+    // Kill while publishing, and while the workers work through the backlog until only a
+    // few hundred deliveries are open (for at most 15 s more: on a busy machine the workers
+    // may be slow, and every kill slows them more).
+    let mut kill_until: Option<Instant> = None;
+    loop {
+        match kill_until {
+            None if publisher.is_finished() => {
+                kill_until = Some(Instant::now() + Duration::from_secs(size(15, 60)));
+            }
+            Some(until) if Instant::now() >= until => break,
+            _ => {}
+        }
+        if kill_until.is_some()
+            && scalar(&pool, "SELECT count(*) FROM pgbus.deliveries").await < 300
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(200, 600))).await;
+        assert_eq!(
+            fleet.reap(),
+            0,
+            "a worker exited without being killed: {:?}",
+            fleet.exited
+        );
+        let victim = rng.range(0, fleet.len() as u64) as usize;
+        fleet.kill(victim).await;
+        kills += 1;
+        fleet.spawn();
+    }
+    let published = publisher.await.expect("the publisher task");
+    assert_eq!(published.len(), total);
+    let killing_ended = Instant::now();
+    let backlog = scalar(&pool, "SELECT count(*) FROM pgbus.deliveries").await;
+    let suspects = scalar(&pool, "SELECT count(*) FROM pgbus.deliveries WHERE solo").await;
+
+    wait_until(
+        "every delivery to be done (deliveries table empty)",
+        Duration::from_secs(size(240, 900)),
+        || async { scalar(&pool, "SELECT count(*) FROM pgbus.deliveries").await == 0 },
+    )
+    .await;
+    let drained_in = killing_ended.elapsed();
+    assert_eq!(
+        fleet.reap(),
+        0,
+        "a worker exited by itself: {:?}",
+        fleet.exited
+    );
+    fleet.kill_all().await;
+
+    // Every published (event, subscription) pair handled at least once.
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM pgbus.events").await,
+        total as i64
+    );
+    let lost = lost_pairs(&pool, &published, &subscriptions).await;
+    let left = rows(&pool).await;
+    assert!(
+        left.is_empty(),
+        "deliveries left: {:?}",
+        state_counts(&pool).await
+    );
+
+    // Duplicates: a pair handled more than once. Each run but the last of a pair must come
+    // from a worker that was killed (a live worker writes its outcome, so nothing runs
+    // again), each run of a pair must be of the same delivery, with a new attempt number.
+    let log = log_rows(&pool).await;
+    let mut by_pair: HashMap<(Uuid, &str), Vec<&crate::faults_support::LogRow>> = HashMap::new();
+    for r in &log {
+        by_pair
+            .entry((r.event_id, r.subscription.as_str()))
+            .or_default()
+            .push(r);
+    }
+    let mut duplicates = 0usize;
+    let mut unexplained = Vec::new();
+    for runs in by_pair.values() {
+        duplicates += runs.len() - 1;
+        for pair in runs.windows(2) {
+            let (earlier, later) = (pair[0], pair[1]);
+            if !fleet.killed.contains(&(earlier.pid as u32))
+                || earlier.delivery_id != later.delivery_id
+                || later.attempt <= earlier.attempt
+            {
+                unexplained.push((earlier.clone(), later.clone()));
+            }
+        }
+    }
+    let pairs = total * subscriptions.len();
+    println!(
+        "faults/killed-workers: {total} events x {} subscriptions = {pairs} deliveries; \
+         {} workers started, {kills} killed (-9), seed {seed}; lost {lost}; \
+         duplicates {duplicates} ({} handler runs); when the kills stopped {backlog} \
+         deliveries were open ({suspects} crash suspects), drained in {:.1} s; {:.1} s in all",
+        subscriptions.len(),
+        fleet.spawned(),
+        log.len(),
+        drained_in.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(lost, 0, "deliveries lost");
+    assert_eq!(by_pair.len(), pairs, "handled pairs");
+    assert!(
+        unexplained.is_empty(),
+        "{} duplicate runs not explained by a killed worker, e.g. {:?}",
+        unexplained.len(),
+        &unexplained[..unexplained.len().min(5)]
+    );
+    assert!(kills > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_delivery_ends_dead_and_its_neighbours_are_delivered() {
+    const MAX_ATTEMPTS: u32 = 3;
+    const NEIGHBOURS: usize = 40;
+    let db = db().await;
+    let pool = db.pool().clone();
+    sqlx::query(CREATE_LOG_TABLE)
+        .execute(&pool)
+        .await
+        .expect("creating fault_log");
+    let mut fleet = Fleet::new(WorkerConfig {
+        url: db.url().to_owned(),
+        mode: Mode::Poison,
+        subscriptions: vec!["poison-a".to_owned()],
+        pattern: "fault.*".to_owned(),
+        lease: Duration::from_secs(1),
+        concurrency: 4,
+        batch_size: 20,
+        max_attempts: MAX_ATTEMPTS,
+        poll_interval: Duration::from_millis(100),
+    });
+    const WORKERS: usize = 2;
+    for _ in 0..WORKERS {
+        fleet.spawn();
+    }
+    wait_until(
+        "the workers to register",
+        Duration::from_secs(60),
+        || async { scalar(&pool, "SELECT count(*) FROM pgbus.subscriptions").await == 1 },
+    )
+    .await;
+
+    // The poison event first (smaller priority), so it is claimed with neighbours beside it.
+    let mut events = vec![NewEvent::raw("fault.poison", json!({ "poison": true })).priority(-1)];
+    events.extend((0..NEIGHBOURS).map(|n| NewEvent::raw("fault.tick", json!({ "n": n }))));
+    let poison_id = events[0].id();
+    let neighbours: Vec<Uuid> = events[1..].iter().map(NewEvent::id).collect();
+    Publisher::new("faults.poison")
+        .expect("publisher")
+        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
+        .await
+        .expect("publish");
+
+    // Restart workers as they die, until the poison is dead and everything else delivered.
+    let mut crashes = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let died = fleet.reap();
+        crashes += died;
+        for _ in 0..died {
+            fleet.spawn();
+        }
+        let open = scalar(
+            &pool,
+            "SELECT count(*) FROM pgbus.deliveries WHERE state <> 3",
+        )
+        .await;
+        let dead = scalar(
+            &pool,
+            "SELECT count(*) FROM pgbus.deliveries WHERE state = 3",
+        )
+        .await;
+        if open == 0 && dead >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "poison test did not settle in 90 s: {crashes} crashes, rows {:?}",
+            rows(&pool).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fleet.kill_all().await;
+
+    let left = rows(&pool).await;
+    assert_eq!(left.len(), 1, "only the poison delivery is left: {left:#?}");
+    let poison = &left[0];
+    assert_eq!(poison.event_id, poison_id);
+    assert_eq!(poison.state, DEAD, "{poison:?}");
+    assert_eq!(poison.attempts, MAX_ATTEMPTS as i32, "{poison:?}");
+    let error = poison.last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with(&format!(
+            "lease expired during attempt {MAX_ATTEMPTS} of {MAX_ATTEMPTS}"
+        )),
+        "{error}"
+    );
+    assert_eq!(
+        crashes, MAX_ATTEMPTS as usize,
+        "each poison attempt kills one worker, and nothing else does"
+    );
+    assert_eq!(lost_pairs(&pool, &neighbours, &["poison-a"]).await, 0);
+    let log = log_rows(&pool).await;
+    let retried_alone = log.iter().filter(|r| r.attempt > 1).count();
+    println!(
+        "faults/poison: 1 poison delivery dead after {MAX_ATTEMPTS} attempts ({crashes} worker \
+         crashes); {NEIGHBOURS} neighbours delivered, {retried_alone} of them retried after a \
+         crash beside the poison; {} handler runs",
+        log.len()
+    );
+}

@@ -1,0 +1,272 @@
+//! Under load: a graceful shutdown with 100 handlers in flight, and a dispatcher and 20
+//! publishers starving one small pool.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pgbus::{
+    Delivery, Dispatcher, HandlerError, NewEvent, Publisher, RawHandler, RetryPolicy, Subscription,
+};
+use serde_json::json;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::faults_support::{
+    CREATE_LOG_TABLE, DONE, PENDING, lost_pairs, record, rows, scalar, wait_until,
+};
+use crate::support::db;
+
+/// Even-numbered events finish in 300 ms, odd ones take a minute.
+struct HalfSlow {
+    running: Arc<AtomicUsize>,
+    calls: Arc<Mutex<Vec<(i64, u32)>>>,
+}
+
+#[async_trait]
+impl RawHandler for HalfSlow {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((delivery.id, delivery.attempt));
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let n = delivery.event.data["n"].as_u64().unwrap_or(0);
+        let takes = if n % 2 == 0 {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(60)
+        };
+        tokio::time::sleep(takes).await;
+        Ok(())
+    }
+}
+
+struct Quick(Arc<Mutex<Vec<(i64, u32)>>>);
+
+#[async_trait]
+impl RawHandler for Quick {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        self.0.lock().unwrap().push((delivery.id, delivery.attempt));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_100_handlers_in_flight_releases_the_unfinished() {
+    const N: usize = 100;
+    let db = db().await;
+    let pool = db.pool();
+    let running = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let handle = Dispatcher::builder(pool.clone())
+        .poll_interval(Duration::from_millis(50))
+        .shutdown_timeout(Duration::from_secs(1))
+        .retain_done(true)
+        .subscribe(
+            Subscription::raw(
+                "busy",
+                ["fault.*"],
+                HalfSlow {
+                    running: running.clone(),
+                    calls: calls.clone(),
+                },
+            )
+            .concurrency(N),
+        )
+        .build()
+        .expect("settings")
+        .start()
+        .await
+        .expect("start");
+    let events: Vec<NewEvent> = (0..N)
+        .map(|n| NewEvent::raw("fault.busy", json!({ "n": n })))
+        .collect();
+    Publisher::new("faults.load")
+        .expect("publisher")
+        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
+        .await
+        .expect("publish");
+    wait_until(
+        "100 handlers in flight",
+        Duration::from_secs(30),
+        || async { running.load(Ordering::SeqCst) == N },
+    )
+    .await;
+
+    let began = Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(30), handle.shutdown())
+        .await
+        .expect("shutdown within 30 s")
+        .expect("shutdown");
+    let took = began.elapsed();
+    assert!(!report.finished_in_time, "{report:?}");
+    assert_eq!(report.released, N / 2, "{report:?}");
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+
+    let after = rows(pool).await;
+    let done = after.iter().filter(|r| r.state == DONE).count();
+    let released: Vec<_> = after.iter().filter(|r| r.state == PENDING).collect();
+    assert_eq!(done, N / 2, "those finishing within the deadline are done");
+    assert_eq!(
+        released.len(),
+        N / 2,
+        "the rest are pending again: {after:#?}"
+    );
+    assert!(
+        after.iter().all(|r| r.state == DONE || r.state == PENDING),
+        "none left running: {after:#?}"
+    );
+    for r in &released {
+        assert_eq!(r.attempts, 1, "the interrupted attempt counts: {r:?}");
+        assert_eq!(
+            r.last_error.as_deref(),
+            Some("interrupted by dispatcher shutdown")
+        );
+    }
+
+    // A new dispatcher finishes them.
+    let second = Arc::new(Mutex::new(Vec::new()));
+    let handle = Dispatcher::builder(pool.clone())
+        .poll_interval(Duration::from_millis(50))
+        .retain_done(true)
+        .subscribe(Subscription::raw("busy", ["fault.*"], Quick(second.clone())).concurrency(N))
+        .build()
+        .expect("settings")
+        .start()
+        .await
+        .expect("start");
+    wait_until(
+        "the new dispatcher to finish them",
+        Duration::from_secs(30),
+        || async {
+            scalar(
+                pool,
+                "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
+            )
+            .await
+                == N as i64
+        },
+    )
+    .await;
+    let report = handle.shutdown().await.expect("shutdown");
+    assert_eq!(report.released, 0);
+    let second = second.lock().unwrap().clone();
+    let released_ids: HashSet<i64> = released.iter().map(|r| r.id).collect();
+    assert_eq!(second.len(), N / 2, "only the released ones ran again");
+    assert!(
+        second
+            .iter()
+            .all(|(id, attempt)| released_ids.contains(id) && *attempt == 2)
+    );
+    println!(
+        "faults/shutdown-under-load: {N} handlers in flight, deadline 1 s: {done} done, {} \
+         released (attempt counted), shutdown took {:.2} s, a new dispatcher finished them",
+        released.len(),
+        took.as_secs_f64()
+    );
+}
+
+struct Recorder(PgPool);
+
+#[async_trait]
+impl RawHandler for Recorder {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        record(&self.0, delivery, std::process::id()).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_and_20_publishers_on_a_4_connection_pool_make_progress() {
+    const PUBLISHERS: usize = 20;
+    const EACH: usize = 50;
+    let db = db().await;
+    sqlx::query(CREATE_LOG_TABLE)
+        .execute(db.pool())
+        .await
+        .expect("creating fault_log");
+    // One small pool for everything: LISTEN, claims, completions, lease extensions, the
+    // handlers' own writes and the publishers' transactions.
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(db.url())
+        .await
+        .expect("small pool");
+    let handle = Dispatcher::builder(pool.clone())
+        .poll_interval(Duration::from_millis(100))
+        .subscribe(
+            Subscription::raw("starved", ["fault.*"], Recorder(pool.clone()))
+                .concurrency(16)
+                .retry(
+                    RetryPolicy::default()
+                        .base_delay(Duration::from_millis(50))
+                        .max_delay(Duration::from_millis(500)),
+                ),
+        )
+        .build()
+        .expect("settings")
+        .start()
+        .await
+        .expect("start");
+
+    let began = Instant::now();
+    let publisher = Publisher::new("faults.starved").expect("publisher");
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let pool = pool.clone();
+            let publisher = publisher.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::with_capacity(EACH);
+                for n in 0..EACH {
+                    let event = NewEvent::raw("fault.starved", json!({ "p": p, "n": n }));
+                    let mut tx = pool.begin().await?;
+                    // A little work of the caller's own inside the transaction.
+                    sqlx::query("SELECT pg_sleep(0.001)")
+                        .execute(&mut *tx)
+                        .await?;
+                    ids.push(publisher.publish(&mut tx, event).await?.id());
+                    tx.commit().await?;
+                }
+                Ok::<Vec<Uuid>, pgbus::Error>(ids)
+            })
+        })
+        .collect();
+    let mut published = Vec::new();
+    for t in tasks {
+        published.extend(
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("a publisher stalled for 60 s")
+                .expect("publisher task")
+                .expect("publishing on the shared small pool"),
+        );
+    }
+    let published_in = began.elapsed();
+    wait_until(
+        "every event to be delivered",
+        Duration::from_secs(60),
+        || async { scalar(&pool, "SELECT count(*) FROM pgbus.deliveries").await == 0 },
+    )
+    .await;
+    let delivered_in = began.elapsed();
+    let report = tokio::time::timeout(Duration::from_secs(30), handle.shutdown())
+        .await
+        .expect("shutdown within 30 s")
+        .expect("shutdown");
+    assert_eq!(report.released, 0);
+    assert_eq!(published.len(), PUBLISHERS * EACH);
+    assert_eq!(lost_pairs(&pool, &published, &["starved"]).await, 0);
+    println!(
+        "faults/pool-starvation: 1 dispatcher (concurrency 16) + {PUBLISHERS} publishers on a \
+         4-connection pool: {} events published in {:.1} s, all delivered in {:.1} s",
+        published.len(),
+        published_in.as_secs_f64(),
+        delivered_in.as_secs_f64()
+    );
+}
