@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Runs the shared peer benchmark (../shared/peers/bench.py) with pgbus added as a peer,
+without editing the shared harness: it imports bench.py, adds one entry to its PEERS table
+(driver: examples/peer_driver.rs, built in release mode) and calls its main(), so pgbus goes
+through exactly the same steps, settle calls, timers and latency join as every other peer.
+
+    python3 benches/peers_pgbus.py                    # env as for bench.py; PEERS defaults to pgbus
+    python3 benches/peers_pgbus.py --compare DIR      # side-by-side table of DIR/*/results.json
+
+Environment: PEERS_DIR (default ../shared/peers next to this crate), PGBUS_PEER_DRIVER (default
+target/release/examples/peer_driver), plus everything bench.py reads (PGHOST, PGPORT, STEPS,
+DRAIN_N, DRAIN_RUNS, LAT_N, LAT_RATE, RESULTS_DIR, EXPECT_DATA_DIR, ...).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS_DIR = Path(os.environ.get("PEERS_DIR", ROOT.parent / "shared" / "peers")).resolve()
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+DRIVER = os.environ.get("PGBUS_PEER_DRIVER", str(TARGET / "release" / "examples" / "peer_driver"))
+
+
+def pgbus_version() -> str:
+    version = "?"
+    for line in (ROOT / "Cargo.toml").read_text().splitlines():
+        if line.startswith("version"):
+            version = line.split('"')[1]
+            break
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src",
+                                "migrations", "Cargo.toml"],
+                               capture_output=True, text=True).stdout.strip()
+        version += f" ({rev}{'+changes' if dirty else ''})"
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return version
+
+
+def run_bench() -> None:
+    if not Path(DRIVER).exists():
+        sys.exit(f"{DRIVER} not found: run `cargo build --release --example peer_driver` first")
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the shared directory
+    sys.path.insert(0, str(PEERS_DIR))
+    import bench  # the shared orchestrator
+
+    bench.PEERS["pgbus"] = {"cmd": [DRIVER], "db": "bench_pgbus"}
+    original_versions = bench.versions
+
+    def versions() -> dict:
+        try:
+            v = original_versions()
+        except FileNotFoundError:  # the Python peers' venv is not installed
+            v = {"postgres": bench.psql("SELECT version()")}
+        v["pgbus"] = pgbus_version()
+        return v
+
+    bench.versions = versions
+    os.environ.setdefault("PEERS", "pgbus")
+    bench.main()
+
+
+def fmt(x, nd=0) -> str:
+    return "—" if x is None else f"{x:,.{nd}f}"
+
+
+def compare(outdir: Path) -> None:
+    """Side-by-side table: every peer found in OUTDIR/<peer>/results.json."""
+    results: dict = {}
+    for f in sorted(outdir.glob("*/results.json")):
+        results.update(json.loads(f.read_text()))
+    versions: dict = {}
+    for f in sorted(outdir.glob("*/versions.json")):
+        versions.update(json.loads(f.read_text()))
+    if not results:
+        sys.exit(f"no results under {outdir}")
+    peers = list(results)
+    ref = "graphile-worker" if "graphile-worker" in results else peers[0]
+
+    def drain(r):
+        runs = [x["rate"] for x in r.get("drain", [])]
+        return (statistics.median(runs), runs) if runs else (None, [])
+
+    header = ["step"] + [f"{p} {versions.get(p, '')}".strip() for p in peers]
+    if "pgbus" in results and ref != "pgbus":
+        header.append(f"pgbus / {ref}")
+    lines = []
+
+    def add(name, values, better_high=True, target=""):
+        cells = [name] + [v[0] for v in values]
+        if "pgbus" in results and ref != "pgbus":
+            a = values[peers.index("pgbus")][1]
+            b = values[peers.index(ref)][1]
+            if a and b:
+                r = a / b if better_high else b / a
+                cells.append(f"{r:.2f}×" + (f" (target {target})" if target else ""))
+            else:
+                cells.append("—")
+        lines.append(cells)
+
+    vals = []
+    for p in peers:
+        rate = results[p].get("single", {}).get("rate")
+        vals.append((fmt(rate), rate))
+    if any(v[1] for v in vals):
+        add("A single (jobs/s)", vals)
+    vals = []
+    for p in peers:
+        rate = results[p].get("batch", {}).get("rate")
+        vals.append((fmt(rate), rate))
+    if any(v[1] for v in vals):
+        add("A batch, 1,000/call (jobs/s)", vals, target="≥ 1.5×")
+    vals = []
+    for p in peers:
+        med, runs = drain(results[p])
+        vals.append((f"{fmt(med)} [{', '.join(fmt(x) for x in runs)}]" if runs else "—", med))
+    if any(v[1] for v in vals):
+        add("B drain, median (jobs/s) [runs]", vals, target="≥ 1.5×")
+    for key, label, target in [("p50_ms", "C latency p50 (ms)", "≤ 1 ms"),
+                               ("p90_ms", "C latency p90 (ms)", ""),
+                               ("p99_ms", "C latency p99 (ms)", "≤ 5 ms"),
+                               ("max_ms", "C latency max (ms)", "")]:
+        vals = []
+        for p in peers:
+            lat = results[p].get("latency")
+            v = lat.get(key) if lat else None
+            vals.append((fmt(v, 2), v))
+        if any(v[1] is not None for v in vals):
+            cells = [label] + [v[0] for v in vals]
+            if "pgbus" in results and ref != "pgbus":
+                cells.append(f"target {target}" if target else "")
+            lines.append(cells)
+    errors = [f"{p}: {e}" for p in peers for e in results[p].get("errors", [])]
+
+    widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |" for r in lines]
+    text = "\n".join(out) + "\n"
+    if errors:
+        text += "\nErrors:\n" + "\n".join(f"- {e}" for e in errors) + "\n"
+    pg = versions.get("postgres", "")
+    text = f"Side by side on one server ({pg.split(' on ')[0]}), method of ../shared/peers/bench.py\n\n" + text
+    (outdir / "compare.md").write_text(text)
+    (outdir / "compare.json").write_text(json.dumps({"results": results, "versions": versions},
+                                                    indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--compare":
+        compare(Path(sys.argv[2]))
+    elif len(sys.argv) == 1:
+        run_bench()
+    else:
+        sys.exit(__doc__)

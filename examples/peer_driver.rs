@@ -1,0 +1,180 @@
+//! pgbus driver for the peer job-queue benchmark in `../shared/peers/` (see its README), so
+//! pgbus can be measured with exactly the method used for graphile-worker, PgQueuer, sqlxmq,
+//! pg-boss and procrastinate. `benches/compare.sh` runs it side by side with graphile-worker.
+//!
+//! ```text
+//! cargo build --release --example peer_driver
+//! DATABASE_URL=postgres://postgres@127.0.0.1:55432/bench_pgbus \
+//!     target/release/examples/peer_driver <mode> [args]
+//! ```
+//!
+//! Modes (the interface every peer driver has):
+//! - `setup`: migrate, and register the subscription `bench.noop` (events published before a
+//!   subscription exists are not delivered to it);
+//! - `enqueue-single N`: N events, one `publish` per call on an autocommit connection (one
+//!   transaction each, like the peers' single-enqueue APIs); prints JSON;
+//! - `enqueue-batch N`: N events, `publish_all` with `BATCH_SIZE` (1,000) per call; prints JSON;
+//! - `drain N`: one dispatcher (no-op handler) until it ran N times and `pgbus.deliveries` has
+//!   no pending or running row (checked every 5 ms from another connection); prints JSON;
+//! - `latency-worker N OUT.csv`: a dispatcher that records `seq,start_ns` per handler start;
+//!   prints `READY` once started, writes the CSV after N events;
+//! - `latency-produce N RATE OUT.csv`: N events one at a time at RATE/s, writing
+//!   `seq,commit_ns` taken when each publish (autocommit) returned.
+//!
+//! Settings: library defaults, unless `PGBUS_BATCH_SIZE`, `PGBUS_CONCURRENCY`,
+//! `PGBUS_COMPLETE_BATCH`, `PGBUS_COMPLETE_DELAY_MS` are set; `POOL_SIZE` (10) for the
+//! dispatcher's pool.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pgbus::NewEvent;
+use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+const SUB: &str = "bench.noop";
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("peer_driver: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn usage() -> BoxError {
+    "usage: peer_driver setup | enqueue-single N | enqueue-batch N | drain N | \
+     latency-worker N OUT.csv | latency-produce N RATE OUT.csv (DATABASE_URL selects the database)"
+        .into()
+}
+
+async fn run() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().ok_or_else(usage)?.as_str();
+    let arg = |i: usize| args.get(i).cloned().ok_or_else(usage);
+    let n = || -> Res<usize> { Ok(arg(1)?.parse()?) };
+    let url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL not set")?;
+    let opts: PgConnectOptions = url.parse::<PgConnectOptions>()?.disable_statement_logging();
+    let pool_size = env_usize("POOL_SIZE", 10) as u32;
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(opts.clone())
+        .await?;
+    let tuning = Tuning::from_env();
+    match mode {
+        "setup" => {
+            pgbus::migrate(&pool).await?;
+            register(&pool, &[SUB]).await?;
+        }
+        "enqueue-single" => {
+            let n = n()?;
+            let publisher = publisher()?;
+            let mut conn = pool.acquire().await?;
+            let t0 = Instant::now();
+            for i in 0..n {
+                publisher.publish(&mut conn, noop_event(i)).await?;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            report(
+                json!({"mode": mode, "jobs": n, "secs": secs, "rate": n as f64 / secs, "batch": 1}),
+            );
+        }
+        "enqueue-batch" => {
+            let n = n()?;
+            let batch = env_usize("BATCH_SIZE", BATCH);
+            let publisher = publisher()?;
+            let mut conn = pool.acquire().await?;
+            let t0 = Instant::now();
+            let mut i = 0;
+            while i < n {
+                let events: Vec<NewEvent> = (i..(i + batch).min(n)).map(noop_event).collect();
+                publisher.publish_all(&mut conn, &events).await?;
+                i += events.len();
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            report(
+                json!({"mode": mode, "jobs": n, "secs": secs, "rate": n as f64 / secs, "batch": batch}),
+            );
+        }
+        "drain" | "latency-worker" => {
+            let n = n()?;
+            let record = mode == "latency-worker";
+            let counter = if record {
+                Counter::recording_seq(n)
+            } else {
+                Counter::new(n)
+            };
+            let mut checker = PgConnection::connect_with(&opts).await?;
+            let dispatcher =
+                tuning.dispatcher(&pool, vec![tuning.subscription(SUB, Noop(counter.clone()))])?;
+            let t0 = Instant::now();
+            let handle = dispatcher.start().await?;
+            if record {
+                println!("READY");
+                std::io::stdout().flush()?;
+            }
+            let timeout = Duration::from_secs(1200);
+            if !counter.wait(timeout).await {
+                return Err(
+                    format!("only {} of {n} handled within {timeout:?}", counter.count()).into(),
+                );
+            }
+            let handled_secs = t0.elapsed().as_secs_f64();
+            wait_no_pending(&mut checker, timeout).await?;
+            let secs = t0.elapsed().as_secs_f64();
+            handle.shutdown().await?;
+            checker.close().await?;
+            if record {
+                let mut body = String::from("seq,start_ns\n");
+                for (seq, t) in counter.starts.lock().unwrap().iter() {
+                    body.push_str(&format!("{seq},{t}\n"));
+                }
+                std::fs::write(arg(2)?, body)?;
+            } else {
+                report(
+                    json!({"mode": mode, "jobs": n, "secs": secs, "rate": n as f64 / secs,
+                              "handler_done_secs": handled_secs, "pool_size": pool_size, "settings": tuning.describe()}),
+                );
+            }
+        }
+        "latency-produce" => {
+            let n = n()?;
+            let rate: f64 = arg(2)?.parse()?;
+            let out = arg(3)?;
+            produce(&pool, n, rate, &out).await?;
+        }
+        _ => return Err(usage()),
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// One event at a time at `rate`/s, each publish its own autocommit transaction; records
+/// the wall clock when each publish returned (after its commit).
+async fn produce(pool: &PgPool, n: usize, rate: f64, out: &str) -> Res<()> {
+    let publisher = publisher()?;
+    let mut conn = pool.acquire().await?;
+    let mut rows = Vec::with_capacity(n);
+    let t0 = tokio::time::Instant::now();
+    for i in 0..n {
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
+        publisher.publish(&mut conn, noop_event(i)).await?;
+        rows.push((i, now_ns()));
+    }
+    let mut body = String::from("seq,commit_ns\n");
+    for (i, t) in rows {
+        body.push_str(&format!("{i},{t}\n"));
+    }
+    std::fs::write(out, body)?;
+    Ok(())
+}
+
+fn report(v: serde_json::Value) {
+    println!("{v}");
+}
