@@ -95,7 +95,7 @@ impl Default for PublisherBuilder {
             source: "pgbus".to_owned(),
             max_payload_bytes: 1024 * 1024,
             notify: true,
-            notify_debounce: Duration::ZERO,
+            notify_debounce: Duration::from_millis(1),
         }
     }
 }
@@ -122,13 +122,15 @@ impl PublisherBuilder {
         self
     }
 
-    /// At most one NOTIFY per this window per publisher. Default: zero (every publish
-    /// statement notifies; PostgreSQL folds repeats within one transaction into one).
+    /// At most one NOTIFY per this window per publisher. Default: 1 ms. Zero notifies on
+    /// every publish statement.
     ///
-    /// NOTIFY takes a global lock at commit, so many concurrent publishers may want a
-    /// window of a millisecond or so. The cost: a publish inside the window whose
-    /// transaction commits after the woken dispatcher's short re-fetches (about 7 ms)
-    /// waits for the dispatcher's poll interval.
+    /// A transaction that NOTIFYs holds a database-wide lock from its commit until the
+    /// commit is flushed, so concurrent notifying publishers commit one at a time (measured
+    /// here with 16 publishers: about 1,000 events/s with a zero window, 5,000 with 1 ms).
+    /// The cost of a window: a publish inside it relies on the NOTIFY of the publish that
+    /// opened it; a woken dispatcher re-fetches over the next ~31 ms, so only a transaction
+    /// committing later than that waits for the dispatcher's poll interval.
     pub fn notify_debounce(mut self, window: Duration) -> Self {
         self.notify_debounce = window;
         self

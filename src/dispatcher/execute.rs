@@ -2,7 +2,6 @@
 //! catch panics, turn the result into an outcome for the completer.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tracing::Instrument;
@@ -43,7 +42,6 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
         });
     let Some((permit, delivery)) = next else {
         // Shutting down before it started: the shutdown path releases it uncounted.
-        sub.outstanding.fetch_sub(1, Ordering::Relaxed);
         return;
     };
     shared.mark_started(delivery.id);
@@ -68,7 +66,6 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
         _ = shared.abandon.cancelled() => {
             // Shutdown deadline: the handler is aborted (on drop) and the delivery
             // released by the shutdown path, its attempt counted.
-            sub.outstanding.fetch_sub(1, Ordering::Relaxed);
             return;
         }
     };
@@ -123,7 +120,6 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
         delay_secs,
         error,
     }));
-    sub.outstanding.fetch_sub(1, Ordering::Relaxed);
     drop(permit);
     shared.slot_freed.notify_one();
 }

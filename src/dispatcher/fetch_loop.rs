@@ -13,10 +13,10 @@ use super::{Held, Shared};
 use crate::event::EventEnvelope;
 use crate::handler::Delivery;
 
-/// Extra fetches after a wake-up, with doubling pauses from 1 ms (7 ms in all): the
+/// Extra fetches after a wake-up, with doubling pauses from 1 ms (31 ms in all): the
 /// in-process wake comes before its publish commits, and publishes inside a publisher's
 /// NOTIFY debounce window send none of their own.
-const LINGER_STEPS: u32 = 3;
+const LINGER_STEPS: u32 = 5;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let index: HashMap<Arc<str>, usize> = shared
@@ -148,8 +148,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let _ = failing;
 }
 
-/// Per subscription, how many to claim: nothing while the local queue is more than half
-/// full, else enough to fill it (concurrency + batch size held at most).
+/// Per subscription, how many to claim: nothing while more than half the room is taken,
+/// else enough to fill it. Held deliveries (queued, running, or finished with their outcome
+/// not yet written) are at most concurrency + batch size per subscription, so a completer
+/// that falls behind holds claims back instead of letting `running` rows pile up.
 fn wants(shared: &Shared) -> Vec<Want<'_>> {
     let batch = shared.config.batch_size;
     shared
@@ -183,9 +185,10 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
     };
     let sub = &shared.subs[sub_index];
     let lease_secs = sub.sub.lease.as_secs_f64();
-    shared.held().insert(
+    shared.hold(
         row.id,
         Held {
+            sub: sub_index,
             attempt: row.attempts,
             max_attempts: sub.sub.retry.max_attempts as i32,
             lease_secs,
@@ -210,7 +213,6 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
             return;
         }
     };
-    sub.outstanding.fetch_add(1, Ordering::Relaxed);
     let delivery = Delivery {
         id: row.id,
         attempt: row.attempts.max(1) as u32,

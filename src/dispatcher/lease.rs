@@ -9,7 +9,7 @@ use super::Shared;
 const EXTEND_SQL: &str = r#"
 UPDATE pgbus.deliveries d SET run_at = now() + u.lease * interval '1 second'
 FROM unnest($1::int8[], $2::int4[], $3::float8[]) AS u(id, attempt, lease)
-WHERE d.id = u.id AND d.attempts = u.attempt AND d.state = 1
+WHERE d.id = ANY($1::int8[]) AND d.id = u.id AND d.attempts = u.attempt AND d.state = 1
 "#;
 
 /// Every third of the shortest lease, extends the leases last extended a third of their

@@ -363,6 +363,7 @@ pub(crate) struct SubState {
     pub(crate) sub: Subscription,
     pub(crate) name: Arc<str>,
     pub(crate) semaphore: Arc<Semaphore>,
+    /// Deliveries of this subscription in the held set.
     pub(crate) outstanding: AtomicUsize,
     /// Claimed deliveries not yet started, in claim order (priority, run_at, id). Each
     /// delivery task takes the front one once it has a concurrency slot, so deliveries
@@ -373,6 +374,8 @@ pub(crate) struct SubState {
 /// A delivery this dispatcher holds the lease of.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Held {
+    /// Index of the subscription in `Shared::subs`.
+    pub(crate) sub: usize,
     pub(crate) attempt: i32,
     /// The subscription's `max_attempts`: an interrupted last attempt ends the delivery.
     pub(crate) max_attempts: i32,
@@ -408,12 +411,29 @@ impl Shared {
         }
     }
 
-    /// Drops written-back deliveries from the held set.
-    pub(crate) fn forget(&self, ids: impl Iterator<Item = i64>) {
-        let mut held = self.held();
-        for id in ids {
-            held.remove(&id);
+    /// Adds a claimed delivery to the held set (and to its subscription's count).
+    pub(crate) fn hold(&self, id: i64, held: Held) {
+        self.subs[held.sub]
+            .outstanding
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = self.held().insert(id, held) {
+            self.subs[old.sub]
+                .outstanding
+                .fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Drops written-back deliveries from the held set, freeing their room.
+    pub(crate) fn forget(&self, ids: impl Iterator<Item = i64>) {
+        {
+            let mut held = self.held();
+            for id in ids {
+                if let Some(h) = held.remove(&id) {
+                    self.subs[h.sub].outstanding.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.slot_freed.notify_one();
     }
 
     /// (id, attempt, lease) of held deliveries whose lease was last extended more than a
