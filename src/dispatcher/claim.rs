@@ -14,6 +14,18 @@ pub(crate) struct Want<'a> {
     pub(crate) lease_secs: f64,
 }
 
+impl<'a> Want<'a> {
+    /// Up to `limit` deliveries of subscription `s`, under its retry policy and lease.
+    pub(crate) fn of(s: &'a super::SubState, limit: usize) -> Self {
+        Want {
+            subscription: &s.name,
+            limit: limit as i32,
+            max_attempts: s.sub.retry.max_attempts as i32,
+            lease_secs: s.sub.lease.as_secs_f64(),
+        }
+    }
+}
+
 /// One row the claim touched. `state` is 1 (running) for a delivery claimed for this
 /// dispatcher; 0 or 3 for one whose expired lease was taken back (pending again as a
 /// crash suspect, or dead when out of attempts): those carry no event.

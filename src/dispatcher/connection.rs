@@ -1,13 +1,20 @@
-//! A pool connection kept by one dispatcher task across statements: no pool round trip (or
-//! pre-acquire ping) per claim or completion; dropped and re-acquired after an error.
+//! The connection a dispatcher task (fetch loop, completer) keeps across statements: no pool
+//! round trip or pre-acquire ping per claim or completion, and asynchronous commit.
+//!
+//! The connection is opened through the pool (its options and hooks) and then detached from
+//! it: it never goes back into the pool, so its session setting cannot leak into the
+//! application's transactions. It is closed after an error and opened again on next use.
+//!
+//! `synchronous_commit = off` for this bookkeeping only: a claim, outcome or lease write
+//! lost in a server crash leaves the delivery pending or running with an expiring lease, so
+//! it runs again — at-least-once holds. Publishing keeps the application's setting.
 
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{Executor, PgConnection, PgPool};
 
 #[derive(Debug)]
 pub(crate) struct KeptConnection {
     pool: PgPool,
-    conn: Option<PoolConnection<Postgres>>,
+    conn: Option<PgConnection>,
 }
 
 impl KeptConnection {
@@ -15,20 +22,20 @@ impl KeptConnection {
         KeptConnection { pool, conn: None }
     }
 
-    /// The kept connection, acquired from the pool if there is none.
+    /// The kept connection, opened if there is none.
     pub(crate) async fn get(&mut self) -> sqlx::Result<&mut PgConnection> {
         if self.conn.is_none() {
-            self.conn = Some(self.pool.acquire().await?);
+            let mut conn = self.pool.acquire().await?.detach();
+            conn.execute("SET synchronous_commit = off").await?;
+            self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("set above"))
     }
 
-    /// Gives the connection up after an error: it is closed rather than returned to the
-    /// pool, since it may be broken (server restart, terminated backend).
+    /// Gives the connection up after an error (it may be broken: server restart,
+    /// terminated backend); it is closed when dropped.
     pub(crate) fn discard(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            drop(conn.detach());
-        }
+        self.conn = None;
     }
 
     /// Runs `f` on the kept connection; on error, discards it.

@@ -56,16 +56,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 .await;
                 continue;
             }
-            let wants: Vec<Want<'_>> = shared
-                .subs
-                .iter()
-                .map(|s| Want {
-                    subscription: &s.name,
-                    limit: 1,
-                    max_attempts: s.sub.retry.max_attempts as i32,
-                    lease_secs: s.sub.lease.as_secs_f64(),
-                })
-                .collect();
+            let wants: Vec<Want<'_>> = shared.subs.iter().map(|s| Want::of(s, 1)).collect();
             match conn
                 .run(async |c| claim::claim(c, &wants, true).await)
                 .await
@@ -161,12 +152,8 @@ fn wants(shared: &Shared) -> Vec<Want<'_>> {
             let cap = s.sub.concurrency + batch;
             let outstanding = s.outstanding.load(Ordering::Relaxed);
             let room = cap.saturating_sub(outstanding);
-            (room > 0 && (outstanding <= s.sub.concurrency + batch / 2)).then(|| Want {
-                subscription: &s.name,
-                limit: room.min(batch) as i32,
-                max_attempts: s.sub.retry.max_attempts as i32,
-                lease_secs: s.sub.lease.as_secs_f64(),
-            })
+            (room > 0 && (outstanding <= s.sub.concurrency + batch / 2))
+                .then(|| Want::of(s, room.min(batch)))
         })
         .collect()
 }
