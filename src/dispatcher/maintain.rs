@@ -11,6 +11,9 @@ use super::Shared;
 /// Advisory lock key so that only one dispatcher prunes at a time.
 const PRUNE_LOCK_KEY: i64 = 0x7067_6275_735f_7072; // "pgbus_pr"
 
+/// Advisory lock key so that only one dispatcher vacuums at a time.
+const VACUUM_LOCK_KEY: i64 = 0x7067_6275_735f_7663; // "pgbus_vc"
+
 /// Rows deleted per statement, so one prune never holds many locks or a long transaction.
 const PRUNE_BATCH: i64 = 5_000;
 
@@ -35,14 +38,43 @@ WITH old AS (
 DELETE FROM pgbus.deliveries d USING old WHERE d.id = old.id
 "#;
 
-/// Every maintenance interval, prunes what retention allows.
+/// How often the dead tuples of `pgbus.deliveries` are looked at.
+const VACUUM_CHECK: Duration = Duration::from_secs(5);
+
+/// Dead tuples in `pgbus.deliveries` past which a dispatcher vacuums it itself. Every
+/// delivery leaves about two (claim, completion); autovacuum's launcher only looks every
+/// `autovacuum_naptime` (1 min by default), long enough for hundreds of thousands to pile
+/// up in front of the claim's index scan.
+const VACUUM_DEAD_TUPLES: i64 = 50_000;
+
+const DEAD_TUPLES_SQL: &str = "SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables
+     WHERE schemaname = 'pgbus' AND relname = 'deliveries'";
+
+/// Every maintenance interval, prunes what retention allows; every few seconds, vacuums
+/// the deliveries table when dead tuples pile up (one dispatcher at a time).
 pub(crate) async fn run(shared: Arc<Shared>) {
     let interval = shared.config.maintenance_interval;
+    let mut next_prune = tokio::time::Instant::now() + interval;
+    let mut vacuum = shared.config.vacuum;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(VACUUM_CHECK.min(interval)) => {}
             _ = shared.stop.cancelled() => return,
         }
+        if vacuum {
+            match vacuum_if_needed(&shared.pool).await {
+                Ok(_) => {}
+                Err(e) if is_permission_error(&e) => {
+                    tracing::warn!(error = %e, "pgbus: not allowed to VACUUM pgbus.deliveries; leaving it to autovacuum");
+                    vacuum = false;
+                }
+                Err(e) => tracing::warn!(error = %e, "pgbus: vacuuming failed; will retry"),
+            }
+        }
+        if tokio::time::Instant::now() < next_prune {
+            continue;
+        }
+        next_prune = tokio::time::Instant::now() + interval;
         if let Err(e) = prune(
             &shared.pool,
             shared.config.event_retention,
@@ -53,6 +85,43 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             tracing::warn!(error = %e, "pgbus: pruning failed; will retry");
         }
     }
+}
+
+/// Vacuums `pgbus.deliveries` when its dead tuples passed the threshold and no other
+/// session holds the vacuum lock; returns whether it did.
+async fn vacuum_if_needed(pool: &PgPool) -> sqlx::Result<bool> {
+    let dead: i64 = sqlx::query_scalar(DEAD_TUPLES_SQL)
+        .fetch_optional(pool)
+        .await?
+        .unwrap_or(0);
+    if dead < VACUUM_DEAD_TUPLES {
+        return Ok(false);
+    }
+    let mut conn = pool.acquire().await?;
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(VACUUM_LOCK_KEY)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !got {
+        return Ok(false);
+    }
+    let result = sqlx::query("VACUUM (SKIP_LOCKED) pgbus.deliveries")
+        .execute(&mut *conn)
+        .await;
+    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(VACUUM_LOCK_KEY)
+        .execute(&mut *conn)
+        .await;
+    result?;
+    unlock?;
+    tracing::debug!(dead, "pgbus: vacuumed pgbus.deliveries");
+    Ok(true)
+}
+
+fn is_permission_error(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "42501")
 }
 
 /// Deletes events older than `event_retention` that have no delivery left (every

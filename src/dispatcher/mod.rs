@@ -70,6 +70,7 @@ pub(crate) struct Config {
     pub(crate) event_retention: Option<Duration>,
     pub(crate) done_retention: Duration,
     pub(crate) maintenance_interval: Duration,
+    pub(crate) vacuum: bool,
 }
 
 impl Default for Config {
@@ -85,6 +86,7 @@ impl Default for Config {
             event_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             done_retention: Duration::from_secs(7 * 24 * 3600),
             maintenance_interval: Duration::from_secs(60),
+            vacuum: true,
         }
     }
 }
@@ -169,6 +171,16 @@ impl DispatcherBuilder {
     /// advisory lock). Default: 60 s. Must be > 0.
     pub fn maintenance_interval(mut self, interval: Duration) -> Self {
         self.config.maintenance_interval = interval;
+        self
+    }
+
+    /// Whether the dispatcher vacuums `pgbus.deliveries` itself once 50,000 dead tuples
+    /// have piled up (checked every 5 s, one dispatcher at a time), instead of waiting for
+    /// autovacuum, whose launcher looks only every `autovacuum_naptime`. Needs the right to
+    /// VACUUM the table (its owner has it); without it the dispatcher logs once and leaves
+    /// the table to autovacuum. Default: `true`.
+    pub fn vacuum(mut self, vacuum: bool) -> Self {
+        self.config.vacuum = vacuum;
         self
     }
 

@@ -145,3 +145,42 @@ async fn maintenance_interval_zero_is_refused() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_vacuums_deliveries_once_dead_tuples_pile_up() {
+    let db = db().await;
+    let pool = db.pool();
+    // 60,000 dead tuples: rows inserted and deleted.
+    sqlx::query(
+        "INSERT INTO pgbus.deliveries (event_id, subscription)
+         SELECT gen_random_uuid(), 'vacuum.sub' FROM generate_series(1, 60000)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM pgbus.deliveries")
+        .execute(pool)
+        .await
+        .unwrap();
+    let vacuumed = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables
+             WHERE schemaname = 'pgbus' AND relname = 'deliveries'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    assert!(!vacuumed().await, "nobody vacuumed the table yet");
+    let handle = Dispatcher::builder(pool.clone())
+        .subscribe(Subscription::raw("vacuum.sub", ["vacuum.*"], FailMarked))
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), vacuumed)
+        .await
+        .expect("the dispatcher vacuums pgbus.deliveries");
+    handle.shutdown().await.unwrap();
+}
