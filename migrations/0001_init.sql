@@ -54,7 +54,10 @@ CREATE TABLE pgbus.deliveries (
     autovacuum_vacuum_threshold = 1000,
     autovacuum_vacuum_insert_scale_factor = 0.05,
     autovacuum_analyze_scale_factor = 0.02,
-    autovacuum_vacuum_cost_delay = 0
+    autovacuum_vacuum_cost_delay = 0,
+    -- Truncating empty pages at the end of a vacuum takes an ACCESS EXCLUSIVE lock that
+    -- stalls every claim and completion; a queue table refills them at once anyway.
+    vacuum_truncate = false
 );
 
 -- The claim path: due work per subscription, in priority, run_at, id order. Crash suspects

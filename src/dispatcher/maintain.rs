@@ -105,7 +105,7 @@ async fn vacuum_if_needed(pool: &PgPool) -> sqlx::Result<bool> {
     if !got {
         return Ok(false);
     }
-    let result = sqlx::query("VACUUM (SKIP_LOCKED) pgbus.deliveries")
+    let result = sqlx::query("VACUUM (SKIP_LOCKED, TRUNCATE false) pgbus.deliveries")
         .execute(&mut *conn)
         .await;
     let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
