@@ -48,12 +48,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         if solo_pending {
             if shared.outstanding_total() > 0 {
-                wait(
-                    &shared,
-                    Some(&shared.slot_freed),
-                    shared.config.poll_interval,
-                )
-                .await;
+                wait_for_room(&shared).await;
                 continue;
             }
             let wants: Vec<Want<'_>> = shared.subs.iter().map(|s| Want::of(s, 1)).collect();
@@ -84,12 +79,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
         let wants = wants(&shared);
         if wants.is_empty() {
-            wait(
-                &shared,
-                Some(&shared.slot_freed),
-                shared.config.poll_interval,
-            )
-            .await;
+            wait_for_room(&shared).await;
             continue;
         }
         match conn
@@ -255,6 +245,16 @@ async fn release_unrun(shared: &Shared, row: &ClaimedRow) {
     if let Err(e) = result {
         tracing::warn!(error = %e, "pgbus: could not give back a claimed delivery; its lease will expire");
     }
+}
+
+/// Waits until a held delivery is written back (or a wake-up, or the poll interval).
+async fn wait_for_room(shared: &Shared) {
+    wait(
+        shared,
+        Some(&shared.slot_freed),
+        shared.config.poll_interval,
+    )
+    .await;
 }
 
 /// Sleeps up to `timeout`, waking early on a wake-up (and on `extra`). Returns whether
