@@ -174,15 +174,16 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
             extended_at: Instant::now(),
         },
     );
-    let event = match envelope(&row) {
+    let (id, attempts) = (row.id, row.attempts);
+    let event = match envelope(row) {
         Ok(event) => event,
         Err(error) => {
             // Cannot run at all: dead at once, through the completer like any outcome.
-            tracing::warn!(delivery_id = row.id, error, "pgbus: delivery dead");
-            shared.mark_reported(row.id);
+            tracing::warn!(delivery_id = id, error, "pgbus: delivery dead");
+            shared.mark_reported(id);
             let _ = shared.outcomes.send(Msg::Complete(Completion {
-                id: row.id,
-                attempt: row.attempts,
+                id,
+                attempt: attempts,
                 kind: Kind::Dead,
                 delay_secs: 0.0,
                 error: Some(error),
@@ -191,8 +192,8 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
         }
     };
     let delivery = Delivery {
-        id: row.id,
-        attempt: row.attempts.max(1) as u32,
+        id,
+        attempt: attempts.max(1) as u32,
         subscription: sub.name.clone(),
         event,
     };
@@ -205,8 +206,9 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
         .spawn(super::execute::run(shared.clone(), sub_index));
 }
 
-/// The event as handlers see it, or why it cannot be delivered.
-fn envelope(row: &ClaimedRow) -> Result<EventEnvelope, String> {
+/// The event as handlers see it (the row's fields moved, not copied), or why it cannot be
+/// delivered.
+fn envelope(row: ClaimedRow) -> Result<EventEnvelope, String> {
     let (Some(id), Some(data)) = (row.event_id, row.data.as_deref()) else {
         return Err("its event no longer exists".to_owned());
     };
@@ -219,10 +221,10 @@ fn envelope(row: &ClaimedRow) -> Result<EventEnvelope, String> {
     };
     Ok(EventEnvelope {
         id,
-        event_type: row.event_type.clone().unwrap_or_default(),
-        source: row.source.clone().unwrap_or_default(),
-        subject: row.subject.clone(),
-        key: row.key.clone(),
+        event_type: row.event_type.unwrap_or_default(),
+        source: row.source.unwrap_or_default(),
+        subject: row.subject,
+        key: row.key,
         data,
         headers,
         created_at: row.created_at.unwrap_or_default(),
