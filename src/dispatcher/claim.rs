@@ -1,5 +1,6 @@
 //! The claim statement: one round trip takes a batch of due deliveries for every local
-//! subscription at once, writes their leases, and takes back expired ones.
+//! subscription at once, writes their leases (stamped with the claim's lease id), and takes
+//! back expired ones.
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
@@ -35,6 +36,8 @@ pub(crate) struct ClaimedRow {
     pub(crate) subscription: String,
     pub(crate) attempts: i32,
     pub(crate) state: i16,
+    /// The claim's lease id (its transaction id) for a claimed row; fences its outcome.
+    pub(crate) lease_id: Option<i64>,
     pub(crate) event_id: Option<Uuid>,
     pub(crate) event_type: Option<String>,
     pub(crate) source: Option<String>,
@@ -79,12 +82,14 @@ upd AS (
                                || p.max_attempts
                                || ': its worker was lost (killed, crashed, or hung past its lease)'
                           END,
-        finished_at = CASE WHEN p.old_state = 1 AND d.attempts >= p.max_attempts THEN now() END
-    FROM picked p
+        finished_at = CASE WHEN p.old_state = 1 AND d.attempts >= p.max_attempts THEN now() END,
+        lease_id = CASE WHEN p.old_state = 0 THEN l.id END
+    FROM picked p, (SELECT pg_current_xact_id()::text::int8 AS id) l
     WHERE d.id = ANY (ARRAY(SELECT id FROM picked)) AND d.id = p.id
-    RETURNING d.id, d.event_id, d.subscription, d.attempts, d.state, p.priority, p.due
+    RETURNING d.id, d.event_id, d.subscription, d.attempts, d.state, d.lease_id, p.priority,
+              p.due
 )
-SELECT u.id, u.subscription, u.attempts, u.state,
+SELECT u.id, u.subscription, u.attempts, u.state, u.lease_id,
        e.id AS event_id, e.type AS event_type, e.source, e.subject, e.key, e.data::text AS data,
        e.headers::text AS headers,
        e.created_at

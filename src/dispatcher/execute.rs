@@ -112,14 +112,16 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
         }
         _ => tracing::debug!("pgbus: delivery done"),
     });
-    shared.mark_reported(id);
-    let _ = shared.outcomes.send(Msg::Complete(Completion {
-        id,
-        attempt: attempt as i32,
-        kind,
-        delay_secs,
-        error,
-    }));
+    // Not held any more only if the shutdown path already gave it back.
+    if let Some(lease) = shared.mark_reported(id) {
+        let _ = shared.outcomes.send(Msg::Complete(Completion {
+            id,
+            lease,
+            kind,
+            delay_secs,
+            error,
+        }));
+    }
     drop(permit);
     shared.slot_freed.notify_one();
 }

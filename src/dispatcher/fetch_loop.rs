@@ -1,9 +1,11 @@
 //! The fetch loop: claims work while there is room and work, sleeps (woken early by
-//! publishes, notifications and freed slots) when there is none.
+//! publishes, notifications and freed slots) when there is none. While a backlog lasts (the
+//! last claim came back full), a second claimer on its own connection keeps a second claim
+//! in flight, so the database is claiming one batch while the other is being dispatched.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::claim::{self, ClaimedRow, Want};
@@ -19,36 +21,49 @@ use crate::handler::Delivery;
 const LINGER_STEPS: u32 = 5;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let index: HashMap<Arc<str>, usize> = shared
+    let backlog = tokio::spawn(run_backlog(shared.clone()));
+    run_primary(&shared).await;
+    shared.backlog_wake.notify_one();
+    let _ = backlog.await;
+}
+
+/// The subscription index of each name.
+fn index_of(shared: &Shared) -> HashMap<Arc<str>, usize> {
+    shared
         .subs
         .iter()
         .enumerate()
         .map(|(i, s)| (s.name.clone(), i))
-        .collect();
+        .collect()
+}
+
+/// The claimer that always runs: ordinary claims, crash suspects, lingering after wake-ups.
+async fn run_primary(shared: &Arc<Shared>) {
+    let index = index_of(shared);
     let names: Vec<&str> = shared.subs.iter().map(|s| &*s.name).collect();
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
     let mut linger = LINGER_STEPS;
     let mut next_solo_check = Instant::now();
-    let mut solo_pending = false;
     let mut conn = KeptConnection::new(shared.pool.clone());
 
     while !shared.stop.is_cancelled() {
         // Crash suspects run alone: checked every poll interval, they pause normal claims
-        // until this dispatcher has nothing in flight, then run one at a time.
-        if Instant::now() >= next_solo_check {
+        // (of both claimers) until this dispatcher has nothing in flight, then run one at a
+        // time.
+        if shared.took_back.swap(false, Relaxed) || Instant::now() >= next_solo_check {
             next_solo_check = Instant::now() + shared.config.poll_interval;
             match conn.run(async |c| claim::solo_due(c, &names).await).await {
-                Ok(due) => solo_pending = due,
+                Ok(due) => shared.solo_pending.store(due, Relaxed),
                 Err(e) => {
-                    failing = report_failure(&shared, &e, &mut backoff).await;
+                    failing = report_failure(shared, &e, &mut backoff).await;
                     continue;
                 }
             }
         }
-        if solo_pending {
-            if shared.outstanding_total() > 0 {
-                wait_for_room(&shared).await;
+        if shared.solo_pending.load(Relaxed) {
+            if shared.outstanding_total() > 0 || shared.claiming() {
+                wait_for_room(shared).await;
                 continue;
             }
             let wants: Vec<Want<'_>> = shared.subs.iter().map(|s| Want::of(s, 1)).collect();
@@ -62,97 +77,180 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     let mut started = false;
                     for row in rows {
                         if row.state == 1 && started {
-                            release_unrun(&shared, &row).await;
+                            release_unrun(shared, &row).await;
                         } else if row.state == 1 {
                             started = true;
-                            dispatch(&shared, &index, row);
+                            dispatch(shared, &index, row);
                         }
                     }
                     if !started {
-                        solo_pending = false;
+                        shared.solo_pending.store(false, Relaxed);
                     }
                 }
-                Err(e) => failing = report_failure(&shared, &e, &mut backoff).await,
+                Err(e) => failing = report_failure(shared, &e, &mut backoff).await,
             }
             continue;
         }
 
-        let wants = wants(&shared);
-        if wants.is_empty() {
-            wait_for_room(&shared).await;
+        let Some(reserved) = Reservation::take(shared) else {
+            wait_for_room(shared).await;
             continue;
-        }
-        match conn
-            .run(async |c| claim::claim(c, &wants, false).await)
-            .await
-        {
-            Ok(rows) => {
+        };
+        match claim_batch(shared, &index, &mut conn, reserved).await {
+            Ok(full) => {
                 recovered(&mut failing, &mut backoff);
-                let mut got: HashMap<&str, i32> = HashMap::new();
-                let mut took_back = 0usize;
-                for row in rows {
-                    if row.state == 1 {
-                        *got.entry(wants_name(&wants, &row.subscription))
-                            .or_default() += 1;
-                        dispatch(&shared, &index, row);
-                    } else {
-                        took_back += 1;
-                    }
-                }
-                if took_back > 0 {
-                    tracing::warn!(
-                        count = took_back,
-                        "pgbus: took back deliveries whose lease expired; they will run alone"
-                    );
-                    next_solo_check = Instant::now();
-                }
-                let full = wants
-                    .iter()
-                    .any(|w| got.get(w.subscription).copied().unwrap_or(0) >= w.limit);
-                if full || took_back > 0 {
+                if full {
                     linger = 0;
                     continue;
                 }
                 if linger < LINGER_STEPS {
                     let pause = Duration::from_millis(1 << linger);
                     linger += 1;
-                    wait(&shared, None, pause).await;
+                    wait(shared, None, pause).await;
                     continue;
                 }
-                if wait(&shared, None, shared.config.poll_interval).await {
+                if wait(shared, None, shared.config.poll_interval).await {
                     linger = 0;
                 }
             }
+            Err(e) => failing = report_failure(shared, &e, &mut backoff).await,
+        }
+    }
+    let _ = failing;
+}
+
+/// The second claimer: idle until a claim comes back full, then claims alongside the
+/// primary while the backlog lasts (and crash suspects are not waiting to run alone).
+async fn run_backlog(shared: Arc<Shared>) {
+    let index = index_of(&shared);
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    let mut conn = KeptConnection::new(shared.pool.clone());
+    while !shared.stop.is_cancelled() {
+        if !shared.backlog.load(Relaxed) || shared.solo_pending.load(Relaxed) {
+            wait_backlog(&shared).await;
+            continue;
+        }
+        let Some(reserved) = Reservation::take(&shared) else {
+            wait_backlog(&shared).await;
+            continue;
+        };
+        match claim_batch(&shared, &index, &mut conn, reserved).await {
+            Ok(_) => recovered(&mut failing, &mut backoff),
             Err(e) => failing = report_failure(&shared, &e, &mut backoff).await,
         }
     }
     let _ = failing;
 }
 
-/// Per subscription, how many to claim: nothing while more than half the room is taken,
-/// else enough to fill it. Held deliveries (queued, running, or finished with their outcome
-/// not yet written) are at most concurrency + batch size per subscription, so a completer
-/// that falls behind holds claims back instead of letting `running` rows pile up.
-fn wants(shared: &Shared) -> Vec<Want<'_>> {
+/// The second claimer's sleep: until a backlog begins or room is freed (it leaves the
+/// wake-ups of publishes and notifications to the primary, which lingers on them).
+async fn wait_backlog(shared: &Shared) {
+    tokio::select! {
+        _ = shared.backlog_wake.notified() => {}
+        _ = tokio::time::sleep(shared.config.poll_interval) => {}
+        _ = shared.stop.cancelled() => {}
+    }
+}
+
+/// Room reserved for one claim: what it asks for counts against each subscription's room
+/// until its rows are held, so two claimers never claim past it together.
+struct Reservation<'a> {
+    shared: &'a Shared,
+    /// Index of each want's subscription in `Shared::subs`.
+    subs: Vec<usize>,
+    wants: Vec<Want<'a>>,
+}
+
+impl<'a> Reservation<'a> {
+    /// Reserves room for a claim, or `None` when no subscription has enough room.
+    fn take(shared: &'a Shared) -> Option<Self> {
+        let _gate = shared.claim_gate.lock().unwrap_or_else(|e| e.into_inner());
+        let (subs, wants): (Vec<usize>, Vec<Want<'a>>) = wants(shared).into_iter().unzip();
+        if wants.is_empty() {
+            return None;
+        }
+        for (i, w) in subs.iter().zip(&wants) {
+            shared.subs[*i]
+                .reserved
+                .fetch_add(w.limit as usize, Relaxed);
+        }
+        Some(Reservation {
+            shared,
+            subs,
+            wants,
+        })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        for (i, w) in self.subs.iter().zip(&self.wants) {
+            self.shared.subs[*i]
+                .reserved
+                .fetch_sub(w.limit as usize, Relaxed);
+        }
+    }
+}
+
+/// Claims ordinary work into the reserved room and hands it to delivery tasks. Returns
+/// whether any subscription got all it asked for (a backlog), and sets the shared backlog
+/// flag accordingly.
+async fn claim_batch(
+    shared: &Arc<Shared>,
+    index: &HashMap<Arc<str>, usize>,
+    conn: &mut KeptConnection,
+    reserved: Reservation<'_>,
+) -> sqlx::Result<bool> {
+    let rows = conn
+        .run(async |c| claim::claim(c, &reserved.wants, false).await)
+        .await?;
+    let mut got = vec![0i32; shared.subs.len()];
+    let mut took_back = 0usize;
+    for row in rows {
+        if row.state == 1 {
+            if let Some(&i) = index.get(row.subscription.as_str()) {
+                got[i] += 1;
+            }
+            dispatch(shared, index, row);
+        } else {
+            took_back += 1;
+        }
+    }
+    let full = (reserved.subs.iter().zip(&reserved.wants)).any(|(i, w)| got[*i] >= w.limit);
+    drop(reserved);
+    if took_back > 0 {
+        tracing::warn!(
+            count = took_back,
+            "pgbus: took back deliveries whose lease expired; they will run alone"
+        );
+        shared.took_back.store(true, Relaxed);
+    }
+    let was = shared.backlog.swap(full, Relaxed);
+    if full && !was {
+        shared.backlog_wake.notify_one();
+    }
+    Ok(full || took_back > 0)
+}
+
+/// Per subscription, how many to claim: a batch (or what room is left) while at least a
+/// batch of room is free. Held deliveries (queued, running, or finished with their outcome
+/// not yet written) and those being claimed are at most concurrency + two batches per
+/// subscription: room for two claims in flight at once, and a completer that falls behind
+/// holds claims back instead of letting `running` rows pile up.
+fn wants(shared: &Shared) -> Vec<(usize, Want<'_>)> {
     let batch = shared.config.batch_size;
     shared
         .subs
         .iter()
-        .filter_map(|s| {
-            let cap = s.sub.concurrency + batch;
-            let outstanding = s.outstanding.load(Ordering::Relaxed);
-            let room = cap.saturating_sub(outstanding);
-            (room > 0 && (outstanding <= s.sub.concurrency + batch / 2))
-                .then(|| Want::of(s, room.min(batch)))
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let cap = s.sub.concurrency + 2 * batch;
+            let taken = s.outstanding.load(Relaxed) + s.reserved.load(Relaxed);
+            let room = cap.saturating_sub(taken);
+            (room >= batch).then(|| (i, Want::of(s, room.min(batch))))
         })
         .collect()
-}
-
-fn wants_name<'a>(wants: &[Want<'a>], name: &str) -> &'a str {
-    wants
-        .iter()
-        .find(|w| w.subscription == name)
-        .map_or("", |w| w.subscription)
 }
 
 /// Hands a claimed row to a delivery task.
@@ -167,6 +265,7 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
         Held {
             sub: sub_index,
             attempt: row.attempts,
+            lease: row.lease_id.unwrap_or_default(),
             max_attempts: sub.sub.retry.max_attempts as i32,
             lease_secs,
             started: false,
@@ -174,7 +273,7 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
             extended_at: Instant::now(),
         },
     );
-    let (id, attempts) = (row.id, row.attempts);
+    let (id, attempts, lease) = (row.id, row.attempts, row.lease_id.unwrap_or_default());
     let event = match envelope(row) {
         Ok(event) => event,
         Err(error) => {
@@ -183,7 +282,7 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
             shared.mark_reported(id);
             let _ = shared.outcomes.send(Msg::Complete(Completion {
                 id,
-                attempt: attempts,
+                lease,
                 kind: Kind::Dead,
                 delay_secs: 0.0,
                 error: Some(error),
@@ -235,7 +334,7 @@ fn envelope(row: ClaimedRow) -> Result<EventEnvelope, String> {
 async fn release_unrun(shared: &Shared, row: &ClaimedRow) {
     let c = super::complete::Completion {
         id: row.id,
-        attempt: row.attempts,
+        lease: row.lease_id.unwrap_or_default(),
         kind: super::complete::Kind::ReleaseUnstarted,
         delay_secs: 0.0,
         error: None,

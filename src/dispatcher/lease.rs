@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 
+/// Fenced like outcomes (primary key, still running, lease id among ours), no join; each
+/// row finds its lease length by its position in the id array.
 const EXTEND_SQL: &str = r#"
-UPDATE pgbus.deliveries d SET run_at = now() + u.lease * interval '1 second'
-FROM unnest($1::int8[], $2::int4[], $3::float8[]) AS u(id, attempt, lease)
-WHERE d.id = ANY($1::int8[]) AND d.id = u.id AND d.attempts = u.attempt AND d.state = 1
+UPDATE pgbus.deliveries d
+SET run_at = now() + ($3::float8[])[array_position($1::int8[], d.id)] * interval '1 second'
+WHERE d.id = ANY($1::int8[]) AND d.state = 1 AND d.lease_id = ANY($2::int8[])
 "#;
 
 /// Every third of the shortest lease, extends the leases last extended a third of their
@@ -34,12 +36,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             continue;
         }
         let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
-        let attempts: Vec<i32> = due.iter().map(|d| d.1).collect();
-        let leases: Vec<f64> = due.iter().map(|d| d.2).collect();
+        let lease_ids = super::complete::lease_ids(due.iter().map(|d| &d.1));
+        let lengths: Vec<f64> = due.iter().map(|d| d.2).collect();
         match sqlx::query(EXTEND_SQL)
             .bind(&ids)
-            .bind(&attempts)
-            .bind(&leases)
+            .bind(&lease_ids)
+            .bind(&lengths)
             .execute(&shared.pool)
             .await
         {

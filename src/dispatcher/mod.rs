@@ -11,7 +11,7 @@ mod maintain;
 mod shutdown;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -253,6 +253,7 @@ impl Dispatcher {
                     name: Arc::from(sub.name.as_str()),
                     semaphore: Arc::new(Semaphore::new(sub.concurrency)),
                     outstanding: AtomicUsize::new(0),
+                    reserved: AtomicUsize::new(0),
                     queue: Mutex::new(VecDeque::new()),
                     sub,
                 })
@@ -261,6 +262,11 @@ impl Dispatcher {
             held: Mutex::new(HashMap::new()),
             wake: wake::register(),
             slot_freed: Notify::new(),
+            claim_gate: Mutex::new(()),
+            backlog: AtomicBool::new(false),
+            backlog_wake: Notify::new(),
+            solo_pending: AtomicBool::new(false),
+            took_back: AtomicBool::new(false),
             stop: CancellationToken::new(),
             abandon: CancellationToken::new(),
             finished: CancellationToken::new(),
@@ -360,6 +366,16 @@ pub(crate) struct Shared {
     pub(crate) wake: Arc<Notify>,
     /// A handler finished, so a concurrency slot is free.
     pub(crate) slot_freed: Notify,
+    /// Held while a claimer computes and reserves the room it claims into.
+    pub(crate) claim_gate: Mutex<()>,
+    /// The last claim came back full: the second claimer runs.
+    pub(crate) backlog: AtomicBool,
+    /// Wakes the second claimer: a backlog began, room was freed, or the fetch loop ends.
+    pub(crate) backlog_wake: Notify,
+    /// Crash suspects are due: ordinary claims pause until they have run, one at a time.
+    pub(crate) solo_pending: AtomicBool,
+    /// A claim took back expired leases: look for crash suspects at once.
+    pub(crate) took_back: AtomicBool,
     /// Stop claiming and starting handlers.
     pub(crate) stop: CancellationToken,
     /// Shutdown deadline passed: abandon running handlers and pending writes.
@@ -377,6 +393,8 @@ pub(crate) struct SubState {
     pub(crate) semaphore: Arc<Semaphore>,
     /// Deliveries of this subscription in the held set.
     pub(crate) outstanding: AtomicUsize,
+    /// Room reserved by claims in flight (see the fetch loop's `Reservation`).
+    pub(crate) reserved: AtomicUsize,
     /// Claimed deliveries not yet started, in claim order (priority, run_at, id). Each
     /// delivery task takes the front one once it has a concurrency slot, so deliveries
     /// start in this order whichever task the runtime schedules first.
@@ -389,6 +407,8 @@ pub(crate) struct Held {
     /// Index of the subscription in `Shared::subs`.
     pub(crate) sub: usize,
     pub(crate) attempt: i32,
+    /// The lease id of the claim that took it: fences its outcome and lease extensions.
+    pub(crate) lease: i64,
     /// The subscription's `max_attempts`: an interrupted last attempt ends the delivery.
     pub(crate) max_attempts: i32,
     pub(crate) lease_secs: f64,
@@ -417,10 +437,12 @@ impl Shared {
         }
     }
 
-    pub(crate) fn mark_reported(&self, id: i64) {
-        if let Some(h) = self.held().get_mut(&id) {
+    /// Notes that the outcome of `id` goes to the completer; returns its lease id.
+    pub(crate) fn mark_reported(&self, id: i64) -> Option<i64> {
+        self.held().get_mut(&id).map(|h| {
             h.reported = true;
-        }
+            h.lease
+        })
     }
 
     /// Adds a claimed delivery to the held set (and to its subscription's count).
@@ -446,15 +468,23 @@ impl Shared {
             }
         }
         self.slot_freed.notify_one();
+        self.backlog_wake.notify_one();
     }
 
-    /// (id, attempt, lease) of held deliveries whose lease was last extended more than a
-    /// third of its length ago.
-    pub(crate) fn due_for_extension(&self, now: Instant) -> Vec<(i64, i32, f64)> {
+    /// Whether a claim is in flight (room is reserved for it).
+    pub(crate) fn claiming(&self) -> bool {
+        self.subs
+            .iter()
+            .any(|s| s.reserved.load(Ordering::Relaxed) > 0)
+    }
+
+    /// (id, lease id, lease length) of held deliveries whose lease was last extended more
+    /// than a third of its length ago.
+    pub(crate) fn due_for_extension(&self, now: Instant) -> Vec<(i64, i64, f64)> {
         self.held()
             .iter()
             .filter(|(_, h)| now.duration_since(h.extended_at).as_secs_f64() >= h.lease_secs / 3.0)
-            .map(|(id, h)| (*id, h.attempt, h.lease_secs))
+            .map(|(id, h)| (*id, h.lease, h.lease_secs))
             .collect()
     }
 

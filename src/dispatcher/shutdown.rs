@@ -82,7 +82,7 @@ pub(crate) async fn supervise(
             };
             Completion {
                 id: *id,
-                attempt: h.attempt,
+                lease: h.lease,
                 kind,
                 delay_secs: 0.0,
                 error,

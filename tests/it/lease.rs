@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::support::db;
 use crate::util::{
-    DEAD, DONE, Journal, SOON, count, deliveries, dispatcher, quick_retry, register, start, stop,
-    wait_until,
+    DEAD, DONE, Journal, RUNNING, SOON, count, deliveries, dispatcher, quick_retry, register,
+    start, stop, wait_until,
 };
 
 async fn publish_n(pool: &PgPool, n: usize) -> Vec<Uuid> {
@@ -201,4 +201,72 @@ async fn a_slow_handler_keeps_its_lease() {
         "a live, slow handler lost its lease: {calls:?}"
     );
     assert_eq!(calls[0].attempt, 1);
+}
+
+/// An outcome is written only under the lease it was claimed with: once another claim holds
+/// the delivery (another lease id, attempt counted again), neither a success (delete) nor a
+/// failure (retry update) of the first holder touches the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_is_not_written_under_a_lease_taken_over_by_another_claim() {
+    let db = db().await;
+    let pool = db.pool();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let journal = Journal::new();
+    let handle = start(
+        dispatcher(pool).subscribe(
+            Subscription::raw("jobs", ["job.*"], {
+                let gate = gate.clone();
+                journal.handler_with(move |d| {
+                    let gate = gate.clone();
+                    async move {
+                        gate.acquire().await.expect("gate").forget();
+                        if d.event.data["i"] == 0 {
+                            Ok(())
+                        } else {
+                            Err(pgbus::HandlerError::retry("fails"))
+                        }
+                    }
+                })
+            })
+            .retry(quick_retry()),
+        ),
+    )
+    .await;
+    publish_n(pool, 2).await;
+    wait_until("both handlers to start", SOON, || async {
+        journal.len() == 2
+    })
+    .await;
+    let ours: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, lease_id FROM pgbus.deliveries WHERE state = 1 ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .expect("claimed rows");
+    assert_eq!(ours.len(), 2, "{:#?}", deliveries(pool).await);
+    // What another worker's claim after a lost lease leaves: running, its own lease id.
+    sqlx::query(
+        "UPDATE pgbus.deliveries SET lease_id = -1, attempts = attempts + 1,
+                run_at = now() + interval '1 hour'",
+    )
+    .execute(pool)
+    .await
+    .expect("simulating a takeover");
+    gate.add_permits(2);
+    wait_until("both outcomes to be handled", SOON, || async {
+        handle.in_flight() == 0
+    })
+    .await;
+    let rows = deliveries(pool).await;
+    assert_eq!(rows.len(), 2, "a stale success deleted the row: {rows:#?}");
+    for row in &rows {
+        assert_eq!((row.state, row.attempts), (RUNNING, 2), "{row:?}");
+        assert_eq!(row.last_error, None, "a stale failure was written: {row:?}");
+    }
+    let leases: Vec<i64> = sqlx::query_scalar("SELECT lease_id FROM pgbus.deliveries")
+        .fetch_all(pool)
+        .await
+        .expect("lease ids");
+    assert_eq!(leases, vec![-1, -1]);
+    let report = handle.shutdown().await.expect("shutdown");
+    assert_eq!(report.released, 0);
 }
