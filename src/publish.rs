@@ -186,6 +186,30 @@ FROM ev
 LEFT JOIN (SELECT event_id, count(*) AS n FROM fan GROUP BY event_id) f ON f.event_id = ev.id
 "#;
 
+/// The same for a batch without dedupe keys, the common case: a plain INSERT (no
+/// speculative insertion per row, which ON CONFLICT costs even when nothing conflicts),
+/// the fan-out read straight from the arrays, and one result row per distinct event type
+/// (how many subscriptions it matches) instead of one per event.
+const PUBLISH_PLAIN_SQL: &str = r#"
+WITH ev AS (
+    INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, priority)
+    SELECT i.id, i.type, $9, i.subject, i.key, i.data, i.headers, i.priority
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
+                $7::int2[]) AS i(id, type, subject, key, data, headers, priority)
+),
+fan AS (
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
+    SELECT i.id, s.name, i.priority, coalesce(i.deliver_at, now()), i.key
+    FROM unnest($1::uuid[], $2::text[], $4::text[], $7::int2[], $8::timestamptz[])
+        AS i(id, type, key, priority, deliver_at)
+    JOIN pgbus.subscriptions s ON i.type LIKE ANY (s.like_patterns)
+)
+SELECT t.type,
+       (SELECT count(*) FROM pgbus.subscriptions s WHERE t.type LIKE ANY (s.like_patterns))::int4,
+       (SELECT true FROM (SELECT pg_notify('pgbus', '') WHERE $10) n) AS notified
+FROM (SELECT DISTINCT type FROM unnest($2::text[]) AS u(type)) t
+"#;
+
 impl Publisher {
     /// A builder with every setting at its default.
     pub fn builder() -> PublisherBuilder {
@@ -261,6 +285,33 @@ impl Publisher {
             deliver_ats.push(e.deliver_at);
         }
         let notify = self.should_notify();
+        if dedupes.iter().all(Option::is_none) {
+            let per_type: HashMap<String, i32> =
+                sqlx::query_as::<_, (String, i32, Option<bool>)>(PUBLISH_PLAIN_SQL)
+                    .bind(&ids)
+                    .bind(&types)
+                    .bind(&subjects)
+                    .bind(&keys)
+                    .bind(&datas)
+                    .bind(&headers)
+                    .bind(&priorities)
+                    .bind(&deliver_ats)
+                    .bind(&self.inner.source)
+                    .bind(notify)
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .into_iter()
+                    .map(|(t, n, _)| (t, n))
+                    .collect();
+            wake::wake_local();
+            return Ok(events
+                .iter()
+                .map(|e| PublishOutcome::Published {
+                    id: e.id,
+                    deliveries: per_type.get(&e.event_type).copied().unwrap_or(0).max(0) as u32,
+                })
+                .collect());
+        }
         let rows: Vec<(Uuid, i32, Option<bool>)> = sqlx::query_as(PUBLISH_SQL)
             .bind(&ids)
             .bind(&types)
