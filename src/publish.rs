@@ -188,10 +188,16 @@ LEFT JOIN (SELECT event_id, count(*) AS n FROM fan GROUP BY event_id) f ON f.eve
 
 /// The same for a batch without dedupe keys, the common case: a plain INSERT (no
 /// speculative insertion per row, which ON CONFLICT costs even when nothing conflicts),
-/// the fan-out read straight from the arrays, and one result row per distinct event type
-/// (how many subscriptions it matches) instead of one per event.
+/// patterns matched once per distinct event type, the fan-out read straight from the
+/// arrays, and one result row per event type that has subscribers (how many) instead of
+/// one per event.
 const PUBLISH_PLAIN_SQL: &str = r#"
-WITH ev AS (
+WITH matched AS (
+    SELECT t.type, s.name
+    FROM (SELECT DISTINCT type FROM unnest($2::text[]) AS u(type)) t
+    JOIN pgbus.subscriptions s ON t.type LIKE ANY (s.like_patterns)
+),
+ev AS (
     INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, priority)
     SELECT i.id, i.type, $9, i.subject, i.key, i.data, i.headers, i.priority
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
@@ -199,15 +205,14 @@ WITH ev AS (
 ),
 fan AS (
     INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
-    SELECT i.id, s.name, i.priority, coalesce(i.deliver_at, now()), i.key
+    SELECT i.id, m.name, i.priority, coalesce(i.deliver_at, now()), i.key
     FROM unnest($1::uuid[], $2::text[], $4::text[], $7::int2[], $8::timestamptz[])
         AS i(id, type, key, priority, deliver_at)
-    JOIN pgbus.subscriptions s ON i.type LIKE ANY (s.like_patterns)
+    JOIN matched m ON m.type = i.type
 )
-SELECT t.type,
-       (SELECT count(*) FROM pgbus.subscriptions s WHERE t.type LIKE ANY (s.like_patterns))::int4,
-       (SELECT true FROM (SELECT pg_notify('pgbus', '') WHERE $10) n) AS notified
-FROM (SELECT DISTINCT type FROM unnest($2::text[]) AS u(type)) t
+SELECT m.type, count(*)::int4 FROM matched m GROUP BY m.type
+UNION ALL
+SELECT NULL, 0 FROM (SELECT pg_notify('pgbus', '') WHERE $10) n
 "#;
 
 impl Publisher {
@@ -286,8 +291,9 @@ impl Publisher {
         }
         let notify = self.should_notify();
         if dedupes.iter().all(Option::is_none) {
+            // Types without subscribers have no row; the NOTIFY row has no type.
             let per_type: HashMap<String, i32> =
-                sqlx::query_as::<_, (String, i32, Option<bool>)>(PUBLISH_PLAIN_SQL)
+                sqlx::query_as::<_, (Option<String>, i32)>(PUBLISH_PLAIN_SQL)
                     .bind(&ids)
                     .bind(&types)
                     .bind(&subjects)
@@ -301,7 +307,7 @@ impl Publisher {
                     .fetch_all(&mut *conn)
                     .await?
                     .into_iter()
-                    .map(|(t, n, _)| (t, n))
+                    .filter_map(|(t, n)| Some((t?, n)))
                     .collect();
             wake::wake_local();
             return Ok(events
