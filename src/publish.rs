@@ -160,11 +160,16 @@ impl PublisherBuilder {
     }
 }
 
+/// One statement for a batch: events (duplicates of a dedupe key skipped), one delivery per
+/// matching subscription, one result row per written event. Deliveries are inserted in
+/// batch order (`ORDER BY ord`), so their ids, the claim's last tie-breaker, follow the
+/// publish order whatever join the planner picks.
 const PUBLISH_SQL: &str = r#"
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
                          $7::text[], $8::int2[], $9::timestamptz[])
-        AS i(id, type, subject, key, data, headers, dedupe_key, priority, deliver_at)
+        WITH ORDINALITY AS i(id, type, subject, key, data, headers, dedupe_key, priority, deliver_at,
+                             ord)
 ),
 ev AS (
     INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, dedupe_key, priority)
@@ -178,6 +183,7 @@ fan AS (
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
+    ORDER BY i.ord
     RETURNING event_id
 )
 SELECT ev.id, coalesce(f.n, 0)::int4 AS deliveries,
@@ -207,8 +213,9 @@ fan AS (
     INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
     SELECT i.id, m.name, i.priority, coalesce(i.deliver_at, now()), i.key
     FROM unnest($1::uuid[], $2::text[], $4::text[], $7::int2[], $8::timestamptz[])
-        AS i(id, type, key, priority, deliver_at)
+        WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
+    ORDER BY i.ord
 )
 SELECT m.type, count(*)::int4 FROM matched m GROUP BY m.type
 UNION ALL
