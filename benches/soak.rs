@@ -104,6 +104,7 @@ async fn sample(
 }
 
 async fn run() -> Res<()> {
+    init_logging();
     let q = quick();
     let n = env_usize("PGBUS_SOAK_EVENTS", if q { 100_000 } else { 1_000_000 });
     let rate = env_f64("PGBUS_SOAK_RATE", 5_000.0);

@@ -142,6 +142,7 @@ async fn main() {
 }
 
 async fn run() -> Res<()> {
+    init_logging();
     let selected: Vec<String> = match std::env::var("PGBUS_BENCH") {
         Ok(s) if !s.trim().is_empty() => s.split(',').map(|s| s.trim().to_owned()).collect(),
         _ => ALL.iter().map(|s| (*s).to_owned()).collect(),

@@ -28,6 +28,18 @@ pub const BATCH: usize = 1000;
 
 // ---------------------------------------------------------------- environment
 
+/// Logs the library's warnings (lease takeovers, failed claims or writes, retries) to stderr
+/// with timestamps, so that a stall in a run can be matched with what the dispatcher saw.
+/// `RUST_LOG` overrides the level (default `pgbus=warn`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("pgbus=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 pub fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v

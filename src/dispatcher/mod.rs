@@ -107,7 +107,9 @@ impl DispatcherBuilder {
     }
 
     /// Most deliveries one claim statement takes per subscription; also how far the local
-    /// queue runs ahead of the handlers. Default: 500. Must be 1 to 10,000.
+    /// queue runs ahead of the handlers: a dispatcher holds at most `concurrency + 2 ×
+    /// batch_size` deliveries per subscription, room for two claims in flight while a
+    /// backlog lasts. Default: 500. Must be 1 to 10,000.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.config.batch_size = n;
         self
