@@ -233,8 +233,8 @@ async fn claim_batch(
     Ok(full || took_back > 0)
 }
 
-/// Per subscription, how many to claim: a batch (or what room is left) while at least a
-/// batch of room is free. Held deliveries (queued, running, or finished with their outcome
+/// Per subscription, how many to claim: a batch, whenever at least a batch of room is
+/// free. Held deliveries (queued, running, or finished with their outcome
 /// not yet written) and those being claimed are at most concurrency + two batches per
 /// subscription: room for two claims in flight at once, and a completer that falls behind
 /// holds claims back instead of letting `running` rows pile up.
