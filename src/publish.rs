@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
 use sqlx::types::Json;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -196,7 +196,7 @@ LEFT JOIN (SELECT event_id, count(*) AS n FROM fan GROUP BY event_id) f ON f.eve
 /// speculative insertion per row, which ON CONFLICT costs even when nothing conflicts),
 /// patterns matched once per distinct event type, the fan-out read straight from the
 /// arrays, and one result row per event type that has subscribers (how many) instead of
-/// one per event.
+/// one per event. Same parameters as `PUBLISH_SQL` ($7, the dedupe keys, all null, unused).
 const PUBLISH_PLAIN_SQL: &str = r#"
 WITH matched AS (
     SELECT t.type, s.name
@@ -205,21 +205,21 @@ WITH matched AS (
 ),
 ev AS (
     INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, priority)
-    SELECT i.id, i.type, $9, i.subject, i.key, i.data, i.headers, i.priority
+    SELECT i.id, i.type, $10, i.subject, i.key, i.data, i.headers, i.priority
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
-                $7::int2[]) AS i(id, type, subject, key, data, headers, priority)
+                $8::int2[]) AS i(id, type, subject, key, data, headers, priority)
 ),
 fan AS (
     INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
     SELECT i.id, m.name, i.priority, coalesce(i.deliver_at, now()), i.key
-    FROM unnest($1::uuid[], $2::text[], $4::text[], $7::int2[], $8::timestamptz[])
+    FROM unnest($1::uuid[], $2::text[], $4::text[], $8::int2[], $9::timestamptz[])
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
     ORDER BY i.ord
 )
 SELECT m.type, count(*)::int4 FROM matched m GROUP BY m.type
 UNION ALL
-SELECT NULL, 0 FROM (SELECT pg_notify('pgbus', '') WHERE $10) n
+SELECT NULL, 0 FROM (SELECT pg_notify('pgbus', '') WHERE $11) n
 "#;
 
 impl Publisher {
@@ -297,26 +297,34 @@ impl Publisher {
             deliver_ats.push(e.deliver_at);
         }
         let notify = self.should_notify();
-        if dedupes.iter().all(Option::is_none) {
-            // Types without subscribers have no row; the NOTIFY row has no type.
-            let per_type: HashMap<String, i32> =
-                sqlx::query_as::<_, (Option<String>, i32)>(PUBLISH_PLAIN_SQL)
-                    .bind(&ids)
-                    .bind(&types)
-                    .bind(&subjects)
-                    .bind(&keys)
-                    .bind(&datas)
-                    .bind(&headers)
-                    .bind(&priorities)
-                    .bind(&deliver_ats)
-                    .bind(&self.inner.source)
-                    .bind(notify)
-                    .fetch_all(&mut *conn)
-                    .await?
-                    .into_iter()
-                    .filter_map(|(t, n)| Some((t?, n)))
-                    .collect();
-            wake::wake_local();
+        let plain = dedupes.iter().all(Option::is_none);
+        let rows = sqlx::query(if plain {
+            PUBLISH_PLAIN_SQL
+        } else {
+            PUBLISH_SQL
+        })
+        .bind(&ids)
+        .bind(&types)
+        .bind(&subjects)
+        .bind(&keys)
+        .bind(&datas)
+        .bind(&headers)
+        .bind(&dedupes)
+        .bind(&priorities)
+        .bind(&deliver_ats)
+        .bind(&self.inner.source)
+        .bind(notify)
+        .fetch_all(&mut *conn)
+        .await?;
+        wake::wake_local();
+        if plain {
+            // One row per event type with subscribers; the NOTIFY row has no type.
+            let mut per_type: HashMap<String, i32> = HashMap::new();
+            for row in rows {
+                if let Some(t) = row.try_get::<Option<String>, _>(0)? {
+                    per_type.insert(t, row.try_get(1)?);
+                }
+            }
             return Ok(events
                 .iter()
                 .map(|e| PublishOutcome::Published {
@@ -325,26 +333,12 @@ impl Publisher {
                 })
                 .collect());
         }
-        let rows: Vec<(Uuid, i32, Option<bool>)> = sqlx::query_as(PUBLISH_SQL)
-            .bind(&ids)
-            .bind(&types)
-            .bind(&subjects)
-            .bind(&keys)
-            .bind(&datas)
-            .bind(&headers)
-            .bind(&dedupes)
-            .bind(&priorities)
-            .bind(&deliver_ats)
-            .bind(&self.inner.source)
-            .bind(notify)
-            .fetch_all(&mut *conn)
-            .await?;
-        wake::wake_local();
 
-        let mut written: HashMap<Uuid, u32> = rows
-            .into_iter()
-            .map(|(id, deliveries, _)| (id, deliveries.max(0) as u32))
-            .collect();
+        let mut written: HashMap<Uuid, u32> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let deliveries: i32 = row.try_get(1)?;
+            written.insert(row.try_get(0)?, deliveries.max(0) as u32);
+        }
         let mut outcomes = Vec::with_capacity(n);
         let mut missing: Vec<&str> = Vec::new();
         for e in events {
