@@ -308,25 +308,23 @@ fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: Claimed
 /// The event as handlers see it (the row's fields moved, not copied), or why it cannot be
 /// delivered.
 fn envelope(row: ClaimedRow) -> Result<EventEnvelope, String> {
-    let (Some(id), Some(data)) = (row.event_id, row.data.as_deref()) else {
+    let Some(e) = row.event else {
         return Err("its event no longer exists".to_owned());
     };
-    let data = serde_json::from_str(data)
-        .map_err(|e| format!("the payload of event {id} cannot be decoded: {e}"))?;
-    let headers = match row.headers.as_deref() {
-        Some(h) => serde_json::from_str(h)
-            .map_err(|e| format!("the headers of event {id} cannot be decoded: {e}"))?,
-        None => Default::default(),
-    };
+    let id = e.id;
+    let data = serde_json::from_str(&e.data)
+        .map_err(|err| format!("the payload of event {id} cannot be decoded: {err}"))?;
+    let headers = serde_json::from_str(&e.headers)
+        .map_err(|err| format!("the headers of event {id} cannot be decoded: {err}"))?;
     Ok(EventEnvelope {
         id,
-        event_type: row.event_type.unwrap_or_default(),
-        source: row.source.unwrap_or_default(),
-        subject: row.subject,
-        key: row.key,
+        event_type: e.event_type,
+        source: e.source,
+        subject: e.subject,
+        key: e.key,
         data,
         headers,
-        created_at: row.created_at.unwrap_or_default(),
+        created_at: e.created_at,
     })
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use super::connection::KeptConnection;
 
 /// Fenced like outcomes (primary key, still running, lease id among ours), no join; each
 /// row finds its lease length by its position in the id array.
@@ -24,6 +25,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         .min()
         .unwrap_or(Duration::from_secs(30));
     let tick = shortest / 3;
+    let mut conn = KeptConnection::new(shared.pool.clone());
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
@@ -38,13 +40,17 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
         let lease_ids = super::complete::lease_ids(due.iter().map(|d| &d.1));
         let lengths: Vec<f64> = due.iter().map(|d| d.2).collect();
-        match sqlx::query(EXTEND_SQL)
-            .bind(&ids)
-            .bind(&lease_ids)
-            .bind(&lengths)
-            .execute(&shared.pool)
-            .await
-        {
+        let extended = conn
+            .run(async |c| {
+                sqlx::query(EXTEND_SQL)
+                    .bind(&ids)
+                    .bind(&lease_ids)
+                    .bind(&lengths)
+                    .execute(c)
+                    .await
+            })
+            .await;
+        match extended {
             Ok(r) => {
                 shared.extended(&ids, now);
                 let lost = ids.len() as u64 - r.rows_affected();

@@ -321,3 +321,76 @@ async fn deliver_at_delays_the_first_attempt() {
         "delivered {waited:?} after publishing, deliver_at was {delay:?} ahead"
     );
 }
+
+/// A backlog is claimed by two claimers at once, yet a dispatcher never holds more than
+/// `concurrency + 2 × batch_size` deliveries of a subscription, in memory or as running
+/// rows, and every delivery runs exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_never_puts_more_than_the_cap_in_flight() {
+    const EVENTS: usize = 3_000;
+    const CONCURRENCY: usize = 4;
+    const BATCH: usize = 100;
+    const CAP: usize = CONCURRENCY + 2 * BATCH;
+    let db = db().await;
+    let pool = db.pool();
+    crate::util::register(pool, &[("backlog", &["job.*"])]).await;
+    let events: Vec<NewEvent> = (0..EVENTS)
+        .map(|i| NewEvent::raw("job.run", json!({ "i": i })))
+        .collect();
+    Publisher::new("t")
+        .expect("publisher")
+        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
+        .await
+        .expect("publish");
+
+    let journal = Journal::new();
+    let handle = start(
+        dispatcher(pool).batch_size(BATCH).subscribe(
+            Subscription::raw(
+                "backlog",
+                ["job.*"],
+                journal.handler_with(|_| async {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                    Ok(())
+                }),
+            )
+            .concurrency(CONCURRENCY),
+        ),
+    )
+    .await;
+    let mut most_held = 0;
+    let mut most_running = 0;
+    let deadline = tokio::time::Instant::now() + SOON;
+    while journal.len() < EVENTS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {EVENTS} delivered within {SOON:?}",
+            journal.len()
+        );
+        most_held = most_held.max(handle.in_flight());
+        most_running = most_running.max(
+            count(
+                pool,
+                "SELECT count(*) FROM pgbus.deliveries WHERE state = 1",
+            )
+            .await as usize,
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stop(pool, handle).await;
+    assert!(most_held <= CAP, "held {most_held} > {CAP}");
+    assert!(most_running <= CAP, "{most_running} running rows > {CAP}");
+    assert!(
+        most_held > BATCH,
+        "the backlog never filled more than one batch of room ({most_held})"
+    );
+    let mut seen: Vec<u64> = journal
+        .calls()
+        .iter()
+        .map(|c| c.data["i"].as_u64().expect("i"))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), EVENTS, "some delivery ran twice or never");
+    assert_eq!(journal.len(), EVENTS);
+}
