@@ -123,11 +123,7 @@ async fn retain_done_keeps_done_rows_in_state_done() {
     let events: Vec<NewEvent> = (0..20)
         .map(|i| NewEvent::raw("thing.done", json!({ "i": i })))
         .collect();
-    Publisher::new("t")
-        .expect("publisher")
-        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
-        .await
-        .expect("publish");
+    crate::util::publish_events(pool, &events).await;
     wait_until("20 done rows", SOON, || async {
         count(
             pool,
@@ -257,11 +253,7 @@ async fn smaller_priority_runs_first() {
         .enumerate()
         .map(|(i, p)| NewEvent::raw("job.run", json!({ "i": i })).priority(*p))
         .collect();
-    Publisher::new("t")
-        .expect("publisher")
-        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
-        .await
-        .expect("publish");
+    crate::util::publish_events(pool, &events).await;
 
     let journal = Journal::new();
     let handle = start(
@@ -334,14 +326,7 @@ async fn a_backlog_never_puts_more_than_the_cap_in_flight() {
     let db = db().await;
     let pool = db.pool();
     crate::util::register(pool, &[("backlog", &["job.*"])]).await;
-    let events: Vec<NewEvent> = (0..EVENTS)
-        .map(|i| NewEvent::raw("job.run", json!({ "i": i })))
-        .collect();
-    Publisher::new("t")
-        .expect("publisher")
-        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
-        .await
-        .expect("publish");
+    crate::util::publish_n(pool, "job.run", EVENTS).await;
 
     let journal = Journal::new();
     let handle = start(

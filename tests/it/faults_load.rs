@@ -86,11 +86,7 @@ async fn shutdown_with_100_handlers_in_flight_releases_the_unfinished() {
     let events: Vec<NewEvent> = (0..N)
         .map(|n| NewEvent::raw("fault.busy", json!({ "n": n })))
         .collect();
-    Publisher::new("faults.load")
-        .expect("publisher")
-        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
-        .await
-        .expect("publish");
+    crate::util::publish_events(pool, &events).await;
     wait_until(
         "100 handlers in flight",
         Duration::from_secs(30),

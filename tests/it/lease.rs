@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use pgbus::{NewEvent, Publisher, Subscription};
-use serde_json::json;
+use pgbus::Subscription;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -15,15 +14,7 @@ use crate::util::{
 };
 
 async fn publish_n(pool: &PgPool, n: usize) -> Vec<Uuid> {
-    let events: Vec<NewEvent> = (0..n)
-        .map(|i| NewEvent::raw("job.run", json!({ "i": i })))
-        .collect();
-    Publisher::new("lease-tests")
-        .expect("publisher")
-        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
-        .await
-        .expect("publish");
-    events.iter().map(NewEvent::id).collect()
+    crate::util::publish_n(pool, "job.run", n).await
 }
 
 /// What a claim by a worker that then died leaves behind: running, attempt counted,

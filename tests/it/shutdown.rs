@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pgbus::{NewEvent, Publisher, Subscription};
-use serde_json::json;
+use pgbus::Subscription;
 use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -18,15 +17,7 @@ use crate::util::{
 };
 
 async fn publish_n(pool: &PgPool, n: usize) -> Vec<Uuid> {
-    let events: Vec<NewEvent> = (0..n)
-        .map(|i| NewEvent::raw("task.created", json!({ "i": i })))
-        .collect();
-    Publisher::new("shutdown-tests")
-        .expect("publisher")
-        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
-        .await
-        .expect("publish");
-    events.iter().map(NewEvent::id).collect()
+    crate::util::publish_n(pool, "task.created", n).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

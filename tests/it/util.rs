@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pgbus::{
-    Delivery, Dispatcher, DispatcherBuilder, DispatcherHandle, HandlerError, RawHandler,
-    RetryPolicy, ShutdownReport, Subscription,
+    Delivery, Dispatcher, DispatcherBuilder, DispatcherHandle, HandlerError, NewEvent, Publisher,
+    RawHandler, RetryPolicy, ShutdownReport, Subscription,
 };
 use sqlx::PgPool;
 use tokio::time::Instant;
@@ -143,6 +143,25 @@ pub async fn stop(pool: &PgPool, handle: DispatcherHandle) -> ShutdownReport {
         deliveries(pool).await
     );
     report
+}
+
+/// Publishes `n` events of `event_type` with payload `{"i": i}` in one `publish_all` call;
+/// returns their ids in order.
+pub async fn publish_n(pool: &PgPool, event_type: &str, n: usize) -> Vec<Uuid> {
+    let events: Vec<NewEvent> = (0..n)
+        .map(|i| NewEvent::raw(event_type, serde_json::json!({ "i": i })))
+        .collect();
+    publish_events(pool, &events).await;
+    events.iter().map(NewEvent::id).collect()
+}
+
+/// Publishes `events` in one `publish_all` call on a connection of `pool`.
+pub async fn publish_events(pool: &PgPool, events: &[NewEvent]) {
+    Publisher::new("tests")
+        .expect("publisher")
+        .publish_all(&mut pool.acquire().await.expect("conn"), events)
+        .await
+        .expect("publish");
 }
 
 /// Registers subscriptions (start a dispatcher, shut it down), so that events published
