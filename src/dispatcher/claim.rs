@@ -164,22 +164,31 @@ pub(crate) async fn claim(
 
 /// Pairs claimed deliveries with their events, in claim order (priority, due time, id).
 fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
-    let mut events: HashMap<Uuid, (EventRow, usize)> = HashMap::new();
+    let mut events: HashMap<Uuid, EventRow> = HashMap::new();
+    // How many claimed deliveries still want each event.
+    let mut uses: HashMap<Uuid, usize> = HashMap::new();
     let mut deliveries = Vec::with_capacity(rows.len());
     for r in rows {
         match (r.id, r.event_id) {
-            (Some(id), event_id) => deliveries.push((
-                (r.priority.unwrap_or_default(), r.due, id),
-                event_id,
-                ClaimedRow {
-                    id,
-                    subscription: r.subscription.unwrap_or_default(),
-                    attempts: r.attempts.unwrap_or_default(),
-                    state: r.state.unwrap_or_default(),
-                    lease_id: r.lease_id,
-                    event: None,
-                },
-            )),
+            (Some(id), event_id) => {
+                let state = r.state.unwrap_or_default();
+                let event_id = event_id.filter(|_| state == 1);
+                if let Some(e) = event_id {
+                    *uses.entry(e).or_default() += 1;
+                }
+                deliveries.push((
+                    (r.priority.unwrap_or_default(), r.due, id),
+                    event_id,
+                    ClaimedRow {
+                        id,
+                        subscription: r.subscription.unwrap_or_default(),
+                        attempts: r.attempts.unwrap_or_default(),
+                        state,
+                        lease_id: r.lease_id,
+                        event: None,
+                    },
+                ));
+            }
             (None, Some(event_id)) => {
                 let event = EventRow {
                     id: event_id,
@@ -191,33 +200,25 @@ fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
                     headers: r.headers.unwrap_or_default(),
                     created_at: r.created_at.unwrap_or_default(),
                 };
-                events.insert(event_id, (event, 0));
+                events.insert(event_id, event);
             }
             (None, None) => {}
-        }
-    }
-    for (_, event_id, row) in &deliveries {
-        if let (1, Some(e)) = (row.state, event_id) {
-            if let Some((_, uses)) = events.get_mut(e) {
-                *uses += 1;
-            }
         }
     }
     deliveries.sort_by_key(|d| d.0);
     deliveries
         .into_iter()
         .map(|(_, event_id, mut row)| {
-            if row.state == 1 {
-                // The last delivery of an event takes it; the others get a copy (fan-out).
-                row.event = event_id.and_then(|e| match events.get_mut(&e) {
-                    Some((_, uses)) if *uses > 1 => {
-                        *uses -= 1;
-                        events.get(&e).map(|(ev, _)| ev.clone())
-                    }
-                    Some(_) => events.remove(&e).map(|(ev, _)| ev),
-                    None => None,
-                });
-            }
+            // The last delivery of an event takes it; the others get a copy (fan-out).
+            row.event = event_id.and_then(|e| {
+                let left = uses.get_mut(&e)?;
+                *left -= 1;
+                if *left == 0 {
+                    events.remove(&e)
+                } else {
+                    events.get(&e).cloned()
+                }
+            });
             row
         })
         .collect()

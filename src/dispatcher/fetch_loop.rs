@@ -77,10 +77,12 @@ async fn run_primary(shared: &Arc<Shared>) {
                     let mut started = false;
                     for row in rows {
                         if row.state == 1 && started {
-                            release_unrun(shared, &row).await;
-                        } else if row.state == 1 {
+                            release_unrun(&mut conn, &row).await;
+                        } else if let (1, Some(&i)) =
+                            (row.state, index.get(row.subscription.as_str()))
+                        {
                             started = true;
-                            dispatch(shared, &index, row);
+                            dispatch(shared, i, row);
                         }
                     }
                     if !started {
@@ -208,13 +210,11 @@ async fn claim_batch(
     let mut got = vec![0i32; shared.subs.len()];
     let mut took_back = 0usize;
     for row in rows {
-        if row.state == 1 {
-            if let Some(&i) = index.get(row.subscription.as_str()) {
-                got[i] += 1;
-            }
-            dispatch(shared, index, row);
-        } else {
+        if row.state != 1 {
             took_back += 1;
+        } else if let Some(&i) = index.get(row.subscription.as_str()) {
+            got[i] += 1;
+            dispatch(shared, i, row);
         }
     }
     let full = (reserved.subs.iter().zip(&reserved.wants)).any(|(i, w)| got[*i] >= w.limit);
@@ -253,11 +253,8 @@ fn wants(shared: &Shared) -> Vec<(usize, Want<'_>)> {
         .collect()
 }
 
-/// Hands a claimed row to a delivery task.
-fn dispatch(shared: &Arc<Shared>, index: &HashMap<Arc<str>, usize>, row: ClaimedRow) {
-    let Some(&sub_index) = index.get(row.subscription.as_str()) else {
-        return;
-    };
+/// Hands a claimed row of subscription `sub_index` to a delivery task.
+fn dispatch(shared: &Arc<Shared>, sub_index: usize, row: ClaimedRow) {
     let sub = &shared.subs[sub_index];
     let lease_secs = sub.sub.lease.as_secs_f64();
     shared.hold(
@@ -329,18 +326,17 @@ fn envelope(row: ClaimedRow) -> Result<EventEnvelope, String> {
 }
 
 /// Gives a claimed suspect back without counting the attempt.
-async fn release_unrun(shared: &Shared, row: &ClaimedRow) {
-    let c = super::complete::Completion {
+async fn release_unrun(conn: &mut KeptConnection, row: &ClaimedRow) {
+    let c = Completion {
         id: row.id,
         lease: row.lease_id.unwrap_or_default(),
-        kind: super::complete::Kind::ReleaseUnstarted,
+        kind: Kind::ReleaseUnstarted,
         delay_secs: 0.0,
         error: None,
     };
-    let result = match shared.pool.acquire().await {
-        Ok(mut conn) => super::complete::write(&mut conn, std::slice::from_ref(&c)).await,
-        Err(e) => Err(e),
-    };
+    let result = conn
+        .run(async |db| super::complete::write(db, std::slice::from_ref(&c)).await)
+        .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "pgbus: could not give back a claimed delivery; its lease will expire");
     }
