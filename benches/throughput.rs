@@ -320,10 +320,13 @@ type PayloadRow = (
 
 async fn claim_ids(conn: &mut PgConnection, sql: &str, payload: bool, n: i64) -> Res<Vec<i64>> {
     if payload {
-        let rows: Vec<PayloadRow> = sqlx::query_as(sql).bind(n).fetch_all(&mut *conn).await?;
+        let rows: Vec<PayloadRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(n)
+            .fetch_all(&mut *conn)
+            .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     } else {
-        Ok(sqlx::query_scalar(sql)
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(n)
             .fetch_all(&mut *conn)
             .await?)

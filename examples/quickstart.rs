@@ -24,11 +24,11 @@
 
 use std::time::{Duration, Instant};
 
-use pgbus::testing::{Cluster, ClusterOptions};
 use pgbus::{
     Delivery, Dispatcher, Event, Handler, HandlerError, NewEvent, PublishOutcome, Publisher,
     RawHandler, RetryPolicy, Subscription,
 };
+use pgbus_testing::{Cluster, ClusterOptions};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -83,10 +83,10 @@ impl Handler<PropertyCreated> for ScheduleFollowUp {
         }
         // Idempotent: a delivery runs at least once, so a second run of the same event
         // (keyed by its id) inserts nothing. A database error converts into a retry.
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {SCHEMA}.follow_ups (event_id, property_id, call_on)
              VALUES ($1, $2, current_date + 1) ON CONFLICT (event_id) DO NOTHING"
-        ))
+        )))
         .bind(delivery.event.id)
         .bind(event.property_id)
         .execute(&self.pool)
@@ -109,10 +109,10 @@ impl RawHandler for RecordAnalytics {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
         let event = &delivery.event;
         let city = event.data.get("city").and_then(|c| c.as_str());
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {SCHEMA}.analytics (event_id, event_type, city)
              VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING"
-        ))
+        )))
         .bind(event.id)
         .bind(&event.event_type)
         .bind(city)
@@ -139,7 +139,7 @@ async fn main() -> Result<(), BoxError> {
     println!("pgbus quickstart: a small listings service\n");
 
     // 1. A database.
-    let (cluster, url) = match pgbus::testing::database_url_from_env() {
+    let (cluster, url) = match pgbus_testing::database_url_from_env() {
         Some(url) => {
             println!("using the database in DATABASE_URL");
             (None, url)
@@ -229,10 +229,10 @@ async fn main() -> Result<(), BoxError> {
         ("Village house with garden", "Girona", 190_000),
     ] {
         let mut tx = pool.begin().await?;
-        let property_id: i64 = sqlx::query_scalar(&format!(
+        let property_id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {SCHEMA}.properties (title, city, price_eur) VALUES ($1, $2, $3)
              RETURNING id"
-        ))
+        )))
         .bind(title)
         .bind(city)
         .bind(price_eur)
@@ -260,10 +260,10 @@ async fn main() -> Result<(), BoxError> {
 
     // A transaction that rolls back takes its event with it.
     let mut tx = pool.begin().await?;
-    let property_id: i64 = sqlx::query_scalar(&format!(
+    let property_id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {SCHEMA}.properties (title, city, price_eur)
          VALUES ('Duplex that was never listed', 'Sevilla', 410000) RETURNING id"
-    ))
+    )))
     .fetch_one(&mut *tx)
     .await?;
     let event = PropertyCreated {
@@ -274,10 +274,10 @@ async fn main() -> Result<(), BoxError> {
     };
     let outcome = publisher.publish(&mut tx, &event).await?;
     tx.rollback().await?;
-    let (events, properties): (i64, i64) = sqlx::query_as(&format!(
+    let (events, properties): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT (SELECT count(*) FROM pgbus.events WHERE id = $1),
                 (SELECT count(*) FROM {SCHEMA}.properties WHERE id = $2)"
-    ))
+    )))
     .bind(outcome.id())
     .bind(property_id)
     .fetch_one(&pool)
@@ -335,9 +335,9 @@ async fn main() -> Result<(), BoxError> {
         );
     }
     print_summary(&pool, &event_ids).await?;
-    let (follow_ups, analytics): (i64, i64) = sqlx::query_as(&format!(
+    let (follow_ups, analytics): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT (SELECT count(*) FROM {SCHEMA}.follow_ups), (SELECT count(*) FROM {SCHEMA}.analytics)"
-    ))
+    )))
     .fetch_one(&pool)
     .await?;
     println!("business tables: {follow_ups} follow-up calls scheduled, {analytics} analytics rows");
@@ -383,7 +383,7 @@ fn deliveries(outcome: &PublishOutcome) -> u32 {
 }
 
 async fn create_business_tables(pool: &PgPool) -> Result<(), BoxError> {
-    sqlx::raw_sql(&format!(
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE;
          CREATE SCHEMA {SCHEMA};
          CREATE TABLE IF NOT EXISTS {SCHEMA}.properties (
@@ -404,7 +404,7 @@ async fn create_business_tables(pool: &PgPool) -> Result<(), BoxError> {
              city        text,
              recorded_at timestamptz NOT NULL DEFAULT now()
          );"
-    ))
+    )))
     .execute(pool)
     .await?;
     Ok(())

@@ -141,7 +141,8 @@
 //! # }
 //! ```
 //!
-//! [`testing`] starts a throwaway PostgreSQL for tests and examples. The repository's
+//! The companion crate `pgbus-testing` starts a throwaway PostgreSQL for tests and examples,
+//! and builds deliveries to unit-test handlers without a database. The repository's
 //! `examples/quickstart.rs` runs all of the above end to end.
 #![warn(
     missing_docs,
@@ -153,7 +154,6 @@
 
 mod error;
 mod migrate;
-pub mod testing;
 
 pub use error::{Error, Result};
 pub use migrate::migrate;

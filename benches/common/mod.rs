@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pgbus::testing::{Cluster, ClusterOptions};
 use pgbus::{Delivery, Dispatcher, HandlerError, NewEvent, Publisher, RawHandler, Subscription};
+use pgbus_testing::{Cluster, ClusterOptions};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
@@ -283,7 +283,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Res<Server> {
-        match pgbus::testing::database_url_from_env() {
+        match pgbus_testing::database_url_from_env() {
             Some(url) => {
                 let base = PgConnectOptions::from_str(&url)?.disable_statement_logging();
                 let admin_db = base.get_database().unwrap_or("postgres").to_owned();
@@ -352,10 +352,12 @@ impl Server {
         );
         let mut admin = self.admin().await?;
         admin
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
             .await?;
         admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await?;
         admin.close().await?;
         {
@@ -398,7 +400,9 @@ impl Server {
         if let Ok(mut admin) = self.admin().await {
             for n in names {
                 let _ = admin
-                    .execute(format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)").as_str())
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {n} WITH (FORCE)"
+                    )))
                     .await;
             }
             let _ = admin.close().await;
@@ -481,7 +485,7 @@ pub async fn postgres(server: &Server) -> Res<Value> {
         .collect();
     Ok(json!({
         "version": version,
-        "server": if server.is_throwaway() { "throwaway cluster started by the bench (pgbus::testing::ClusterOptions::durable())" } else { "DATABASE_URL" },
+        "server": if server.is_throwaway() { "throwaway cluster started by the bench (pgbus_testing::ClusterOptions::durable())" } else { "DATABASE_URL" },
         "settings": settings,
     }))
 }
@@ -570,7 +574,7 @@ pub fn thousands(x: f64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

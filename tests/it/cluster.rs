@@ -1,9 +1,9 @@
-//! `pgbus::testing::Cluster`: the throwaway server that fault tests kill and restart.
+//! `pgbus_testing::Cluster`: the throwaway server that fault tests kill and restart.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pgbus::testing::{Cluster, ClusterOptions, TestingError};
+use pgbus_testing::{Cluster, ClusterOptions, TestingError};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::support::wait_for;

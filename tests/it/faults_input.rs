@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pgbus::testing::TestDatabase;
 use pgbus::{
     Delivery, Dispatcher, DispatcherHandle, EventEnvelope, HandlerError, MAX_TEXT_LEN,
     MAX_TYPE_LEN, NewEvent, Publisher, RawHandler, Subscription,
 };
+use pgbus_testing::TestDatabase;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value};

@@ -36,7 +36,7 @@ impl RawHandler for HalfSlow {
             .push((delivery.id, delivery.attempt));
         self.running.fetch_add(1, Ordering::SeqCst);
         let n = delivery.event.data["n"].as_u64().unwrap_or(0);
-        let takes = if n % 2 == 0 {
+        let takes = if n.is_multiple_of(2) {
             Duration::from_millis(300)
         } else {
             Duration::from_secs(60)

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pgbus::testing::TestDatabase;
 use pgbus::{
     Delivery, Dispatcher, DispatcherHandle, HandlerError, NewEvent, Publisher, RawHandler,
     RetryPolicy, Subscription,
 };
+use pgbus_testing::TestDatabase;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::json;

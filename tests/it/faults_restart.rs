@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pgbus::testing::{Cluster, ClusterOptions, database_url_from_env};
 use pgbus::{
     Delivery, Dispatcher, DispatcherHandle, HandlerError, NewEvent, Publisher, RawHandler,
     RetryPolicy, Subscription,
 };
+use pgbus_testing::{Cluster, ClusterOptions, database_url_from_env};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};

@@ -38,12 +38,15 @@ where
 
 /// Runs a query returning one `bigint`; `None` if it fails (e.g. the server is down).
 pub async fn try_scalar(pool: &PgPool, sql: &str) -> Option<i64> {
-    sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.ok()
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await
+        .ok()
 }
 
 /// Runs a query returning one `bigint`, panicking on error.
 pub async fn scalar(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
         .fetch_one(pool)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))

@@ -22,7 +22,10 @@ impl RawHandler for FailMarked {
 }
 
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await
+        .expect(sql)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,10 +4,10 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use pgbus::testing::TestDatabase;
+use pgbus_testing::TestDatabase;
 use tokio::time::Instant;
 
-/// A fresh, migrated database of its own (see `pgbus::testing::TestDatabase::create`).
+/// A fresh, migrated database of its own (see `pgbus_testing::TestDatabase::create`).
 pub async fn db() -> TestDatabase {
     TestDatabase::create()
         .await

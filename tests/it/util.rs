@@ -76,7 +76,7 @@ pub async fn only_delivery(pool: &PgPool, subscription: &str) -> DeliveryRow {
 
 /// Runs a `SELECT count(*) ...`.
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_one(pool)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))

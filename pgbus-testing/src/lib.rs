@@ -15,8 +15,8 @@
 //! `postgres` OS user.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), pgbus::testing::TestingError> {
-//! let db = pgbus::testing::TestDatabase::create().await?;
+//! # async fn demo() -> Result<(), pgbus_testing::TestingError> {
+//! let db = pgbus_testing::TestDatabase::create().await?;
 //! sqlx::query("SELECT count(*) FROM pgbus.events").execute(db.pool()).await?;
 //! # Ok(())
 //! # }
@@ -33,7 +33,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Executor};
+use sqlx::{AssertSqlSafe, Connection, Executor};
 use tokio::time::Instant;
 
 /// How long starting or stopping a server may take before giving up.
@@ -156,7 +156,7 @@ pub enum TestingError {
 
     /// Migrating a test database failed.
     #[error("migrating the test database failed: {0}")]
-    Migrate(#[from] crate::Error),
+    Migrate(#[from] pgbus::Error),
 }
 
 impl TestingError {
@@ -879,15 +879,15 @@ async fn template(server: Server) -> Result<&'static str, TestingError> {
                 .max_connections(1)
                 .connect(&server.database_url(&name))
                 .await?;
-            let migrated = crate::migrate(&pool).await;
+            let migrated = pgbus::migrate(&pool).await;
             pool.close().await;
             migrated?;
             // No session may be connected to a template while it is copied.
             let mut admin = PgConnection::connect(&server.admin_url()).await?;
             admin
-                .execute(
-                    format!(r#"ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false"#).as_str(),
-                )
+                .execute(AssertSqlSafe(format!(
+                    r#"ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false"#
+                )))
                 .await?;
             admin.close().await?;
             tracing::debug!(template = %name, "pgbus test template database migrated");
@@ -928,7 +928,7 @@ impl TestDatabase {
             }
             Server::External(_) => {
                 let db = Self::create_on(server, None).await?;
-                crate::migrate(&db.pool).await?;
+                pgbus::migrate(&db.pool).await?;
                 Ok(db)
             }
         }
@@ -1044,7 +1044,7 @@ async fn create_database(
     };
     let _serialised = CREATE_LOCK.lock().await;
     let mut admin = PgConnection::connect(&server.admin_url()).await?;
-    admin.execute(sql.as_str()).await?;
+    admin.execute(AssertSqlSafe(sql)).await?;
     admin.close().await?;
     Ok(())
 }
@@ -1052,7 +1052,9 @@ async fn create_database(
 async fn drop_database(admin_url: &str, name: &str) -> Result<(), TestingError> {
     let mut admin = PgConnection::connect(admin_url).await?;
     admin
-        .execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
+        .execute(AssertSqlSafe(format!(
+            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+        )))
         .await?;
     admin.close().await?;
     Ok(())
@@ -1089,7 +1091,7 @@ mod tests {
         send(TestDatabase::create_empty());
         send(TestDatabase::create());
         fn migrate_future(pool: &sqlx::PgPool) {
-            send(crate::migrate(pool));
+            send(pgbus::migrate(pool));
         }
         let _ = migrate_future as fn(&sqlx::PgPool);
     }
