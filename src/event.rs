@@ -1,6 +1,7 @@
 //! Events: the typed [`Event`] trait, the outgoing [`NewEvent`] and the delivered
 //! [`EventEnvelope`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -141,26 +142,33 @@ impl NewEvent {
     }
 }
 
-/// Anything [`Publisher::publish`](crate::Publisher::publish) accepts: a [`NewEvent`] or a
-/// reference to a typed [`Event`].
-pub trait IntoNewEvent {
-    /// Converts into a [`NewEvent`].
+/// Anything [`Publisher::publish`](crate::Publisher::publish) and
+/// [`Publisher::publish_all`](crate::Publisher::publish_all) accept: a [`NewEvent`], a
+/// reference to one, or a reference to a typed [`Event`].
+pub trait IntoNewEvent<'a> {
+    /// Converts into a [`NewEvent`], borrowed where it already is one.
     ///
     /// # Errors
     ///
     /// [`Error::Serialize`] if a typed payload fails to serialize.
-    fn into_new_event(self) -> Result<NewEvent>;
+    fn into_new_event(self) -> Result<Cow<'a, NewEvent>>;
 }
 
-impl IntoNewEvent for NewEvent {
-    fn into_new_event(self) -> Result<NewEvent> {
-        Ok(self)
+impl<'a> IntoNewEvent<'a> for NewEvent {
+    fn into_new_event(self) -> Result<Cow<'a, NewEvent>> {
+        Ok(Cow::Owned(self))
     }
 }
 
-impl<E: Event> IntoNewEvent for &E {
-    fn into_new_event(self) -> Result<NewEvent> {
-        NewEvent::from_event(self)
+impl<'a> IntoNewEvent<'a> for &'a NewEvent {
+    fn into_new_event(self) -> Result<Cow<'a, NewEvent>> {
+        Ok(Cow::Borrowed(self))
+    }
+}
+
+impl<'a, E: Event> IntoNewEvent<'a> for &E {
+    fn into_new_event(self) -> Result<Cow<'a, NewEvent>> {
+        NewEvent::from_event(self).map(Cow::Owned)
     }
 }
 

@@ -18,16 +18,48 @@ pub struct Delivery {
     pub id: i64,
     /// This attempt's number, starting at 1.
     pub attempt: u32,
+    /// The subscription's `max_attempts`: a failure of attempt `max_attempts` makes the
+    /// delivery dead.
+    pub max_attempts: u32,
     /// The subscription being delivered to.
     pub subscription: Arc<str>,
     /// The event.
     pub event: EventEnvelope,
 }
 
+impl Delivery {
+    /// Whether this is the last attempt the retry policy allows: if it fails, the delivery
+    /// is dead instead of retried.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+
+    /// Builds a delivery outside a dispatcher. Not part of the stable API: use
+    /// `pgbus_testing::DeliveryBuilder`, which calls this, to unit-test handlers.
+    #[doc(hidden)]
+    pub fn __new(
+        id: i64,
+        attempt: u32,
+        max_attempts: u32,
+        subscription: Arc<str>,
+        event: EventEnvelope,
+    ) -> Self {
+        Delivery {
+            id,
+            attempt,
+            max_attempts,
+            subscription,
+            event,
+        }
+    }
+}
+
 /// Why a handler failed, and what pgbus should do about it.
 ///
-/// Any error converts into [`HandlerError::Retry`] with `?`, so handlers can use `?` on
-/// their own errors; return [`HandlerError::permanent`] for failures retrying cannot fix.
+/// Any error converts into [`HandlerError::Retry`] with `?`: every `std::error::Error + Send
+/// + Sync`, `Box<dyn Error + Send + Sync>`, `anyhow::Error` and plain `String`/`&str`
+/// messages. The message keeps the error's chain of causes (`outer: inner: root`). Return
+/// [`HandlerError::permanent`] for failures retrying cannot fix.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HandlerError {
@@ -87,10 +119,32 @@ impl fmt::Display for HandlerError {
     }
 }
 
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+/// Anything that converts into a boxed error: every `std::error::Error + Send + Sync`,
+/// `Box<dyn Error + Send + Sync>`, `anyhow::Error` (which converts into one), `String` and
+/// `&str`.
+impl<E> From<E> for HandlerError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
     fn from(error: E) -> Self {
-        HandlerError::retry(error)
+        HandlerError::retry(error_chain(&*error.into()))
     }
+}
+
+/// The error and its causes, `outer: inner: root`, leaving out a cause whose text the
+/// message already holds (many errors repeat their source in their own message).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// Handles one typed event type.

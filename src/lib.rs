@@ -71,7 +71,7 @@
 //!     pool: sqlx::PgPool,
 //! }
 //!
-//! #[async_trait::async_trait]
+//! #[pgbus::async_trait]
 //! impl Handler<PropertyCreated> for ScheduleFollowUp {
 //!     async fn handle(&self, event: PropertyCreated, delivery: &Delivery) -> Result<(), HandlerError> {
 //!         // Keyed by the event id: a second run of this delivery inserts nothing.
@@ -104,12 +104,12 @@
 //! # struct PropertyCreated { property_id: i64, title: String }
 //! # impl pgbus::Event for PropertyCreated { const TYPE: &'static str = "property.created"; }
 //! # struct ScheduleFollowUp { pool: sqlx::PgPool }
-//! # #[async_trait::async_trait]
+//! # #[pgbus::async_trait]
 //! # impl pgbus::Handler<PropertyCreated> for ScheduleFollowUp {
 //! #     async fn handle(&self, _: PropertyCreated, _: &pgbus::Delivery) -> Result<(), pgbus::HandlerError> { Ok(()) }
 //! # }
 //! # struct Audit;
-//! # #[async_trait::async_trait]
+//! # #[pgbus::async_trait]
 //! # impl pgbus::RawHandler for Audit {
 //! #     async fn handle(&self, _: &pgbus::Delivery) -> Result<(), pgbus::HandlerError> { Ok(()) }
 //! # }
@@ -172,3 +172,6 @@ pub use publish::{PublishOutcome, Publisher, PublisherBuilder};
 pub use retry::RetryPolicy;
 pub use subscription::{MAX_SUBSCRIPTION_NAME_LEN, Subscription};
 pub use tokio_util::sync::CancellationToken;
+
+#[doc(no_inline)]
+pub use async_trait::async_trait;

@@ -249,28 +249,36 @@ impl Publisher {
     ///
     /// A validation error (type name, field, payload size or content) before anything is
     /// written, or [`Error::Database`].
-    pub async fn publish(
+    pub async fn publish<'a>(
         &self,
         conn: &mut PgConnection,
-        event: impl IntoNewEvent,
+        event: impl IntoNewEvent<'a>,
     ) -> Result<PublishOutcome> {
-        let event = event.into_new_event()?;
-        let mut out = self.publish_all(conn, std::slice::from_ref(&event)).await?;
+        let mut out = self.publish_all(conn, [event]).await?;
         Ok(out.remove(0))
     }
 
     /// Publishes a batch of events in one round trip (arrays and `UNNEST`), returning one
-    /// outcome per event, in order. Either every event is valid and the batch is written,
-    /// or nothing is.
+    /// outcome per event, in order. Takes what [`publish`](Self::publish) takes: `&events`
+    /// for a `Vec<NewEvent>`, a `Vec` of `NewEvent`s, or references to typed events. Either
+    /// every event is valid and the batch is written, or nothing is.
     ///
     /// # Errors
     ///
     /// As [`Publisher::publish`], for the first invalid event.
-    pub async fn publish_all(
+    pub async fn publish_all<'a, I>(
         &self,
         conn: &mut PgConnection,
-        events: &[NewEvent],
-    ) -> Result<Vec<PublishOutcome>> {
+        events: I,
+    ) -> Result<Vec<PublishOutcome>>
+    where
+        I: IntoIterator,
+        I::Item: IntoNewEvent<'a>,
+    {
+        let events = events
+            .into_iter()
+            .map(IntoNewEvent::into_new_event)
+            .collect::<Result<Vec<_>>>()?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -284,7 +292,7 @@ impl Publisher {
         let mut dedupes = Vec::with_capacity(n);
         let mut priorities = Vec::with_capacity(n);
         let mut deliver_ats: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
-        for e in events {
+        for e in &events {
             self.validate(e)?;
             ids.push(e.id);
             types.push(e.event_type.as_str());
@@ -341,7 +349,7 @@ impl Publisher {
         }
         let mut outcomes = Vec::with_capacity(n);
         let mut missing: Vec<&str> = Vec::new();
-        for e in events {
+        for e in &events {
             if let Some(deliveries) = written.remove(&e.id) {
                 outcomes.push(Some(PublishOutcome::Published {
                     id: e.id,

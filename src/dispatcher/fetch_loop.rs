@@ -290,6 +290,7 @@ fn dispatch(shared: &Arc<Shared>, sub_index: usize, row: ClaimedRow) {
     let delivery = Delivery {
         id,
         attempt: attempts.max(1) as u32,
+        max_attempts: sub.sub.retry.max_attempts,
         subscription: sub.name.clone(),
         event,
     };
