@@ -5,8 +5,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in a pgbus call.
 ///
-/// Variants other than [`Error::Database`] and [`Error::Migrate`] are raised before anything
-/// is written: a call that returns them has not touched the database.
+/// Variants other than [`Error::Database`], [`Error::Migrate`] and [`Error::Internal`] are
+/// raised before anything is written: a call that returns them has not touched the database.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -92,6 +92,10 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+
+    /// A task of pgbus itself failed unexpectedly (it panicked): a bug in pgbus, to report.
+    #[error("pgbus internal error: {0}")]
+    Internal(String),
 
     /// A builder was given a value it cannot work with.
     #[error("invalid configuration `{field}`: {reason}")]

@@ -152,24 +152,29 @@
 )]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+mod dispatcher;
 mod error;
+mod event;
+mod handler;
 mod migrate;
+mod publish;
+mod registration;
+mod retry;
+mod sql;
+mod state;
+mod subscription;
+mod validate;
+mod wake;
 
 pub use error::{Error, Result};
 pub use migrate::migrate;
-mod dispatcher;
-mod event;
-mod handler;
-mod publish;
-mod retry;
-mod subscription;
-mod wake;
 
 pub use dispatcher::{Dispatcher, DispatcherBuilder, DispatcherHandle, ShutdownReport};
 pub use event::{Event, EventEnvelope, IntoNewEvent, MAX_TEXT_LEN, MAX_TYPE_LEN, NewEvent};
 pub use handler::{Delivery, Handler, HandlerError, RawHandler};
 pub use publish::{PublishOutcome, Publisher, PublisherBuilder};
 pub use retry::RetryPolicy;
+pub use state::DeliveryState;
 pub use subscription::{MAX_SUBSCRIPTION_NAME_LEN, Subscription};
 pub use tokio_util::sync::CancellationToken;
 

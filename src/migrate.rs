@@ -3,6 +3,7 @@
 use sqlx::PgPool;
 
 use crate::error::{Error, Result};
+use crate::sql;
 
 /// One migration file shipped with the crate.
 struct Migration {
@@ -22,6 +23,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0002_lease_id.sql",
         sql: include_str!("../migrations/0002_lease_id.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_state_check.sql",
+        sql: include_str!("../migrations/0003_state_check.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for the advisory lock that serialises concurrent migrators.
@@ -39,26 +45,14 @@ const MIGRATE_LOCK_KEY: i64 = 0x7067_6275_735f_6d67; // "pgbus_mg"
 /// if the database was migrated by a newer pgbus.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    sqlx::query(sql::MIGRATE_LOCK)
         .bind(MIGRATE_LOCK_KEY)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("CREATE SCHEMA IF NOT EXISTS pgbus")
-        .execute(&mut *tx)
+    sqlx::Executor::execute(&mut *tx, sql::MIGRATE_BOOKKEEPING).await?;
+    let applied: i64 = sqlx::query_scalar(sql::MIGRATE_APPLIED)
+        .fetch_one(&mut *tx)
         .await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS pgbus.schema_migrations (
-            version    bigint      PRIMARY KEY,
-            name       text        NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now()
-        )",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let applied: i64 =
-        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM pgbus.schema_migrations")
-            .fetch_one(&mut *tx)
-            .await?;
     let known = MIGRATIONS.last().map_or(0, |m| m.version);
     if applied > known {
         return Err(Error::SchemaTooNew {
@@ -76,7 +70,7 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
                 name: m.name,
                 source,
             })?;
-        sqlx::query("INSERT INTO pgbus.schema_migrations (version, name) VALUES ($1, $2)")
+        sqlx::query(sql::MIGRATE_RECORD)
             .bind(m.version)
             .bind(m.name)
             .execute(&mut *tx)

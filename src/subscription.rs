@@ -5,12 +5,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
-
 use crate::error::{Error, Result};
-use crate::event::{self, Event};
+use crate::event::Event;
 use crate::handler::{ErasedHandler, Handler, Raw, RawHandler, Typed};
 use crate::retry::RetryPolicy;
+use crate::validate;
 
 /// Longest subscription name, in bytes.
 pub const MAX_SUBSCRIPTION_NAME_LEN: usize = 200;
@@ -22,10 +21,22 @@ pub const MAX_SUBSCRIPTION_NAME_LEN: usize = 200;
 /// which matches any text: `property.*` matches `property.created` and
 /// `property.photo.added`; `*` matches every event.
 ///
+/// # Registration, and patterns that change
+///
+/// A dispatcher registers its subscriptions when it starts: a new name is created, and a
+/// name already registered with other patterns takes the starting dispatcher's patterns.
+/// **The dispatcher started last wins**, and says so in a warning naming the old and new
+/// patterns. Deliveries are created at publish time from the registered patterns, so during
+/// a rolling deploy the handlers of both versions share the deliveries of whichever
+/// patterns were registered last: a handler must accept every event the other version's
+/// patterns match (a typed handler that cannot decode an event makes that delivery dead). To
+/// change what a subscription means, give it a new name: the old one keeps its deliveries
+/// until its last dispatcher stops.
+///
 /// ```no_run
 /// # use pgbus::{Delivery, HandlerError, RawHandler, Subscription};
 /// # struct Audit;
-/// # #[async_trait::async_trait]
+/// # #[pgbus::async_trait]
 /// # impl RawHandler for Audit {
 /// #     async fn handle(&self, _: &Delivery) -> Result<(), HandlerError> { Ok(()) }
 /// # }
@@ -138,7 +149,7 @@ impl Subscription {
             });
         }
         for p in &self.patterns {
-            event::validate_pattern(p)?;
+            validate::validate_pattern(p)?;
         }
         if self.concurrency == 0 {
             return Err(Error::config("concurrency", "must be at least 1"));
@@ -174,42 +185,6 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
         name: name.to_owned(),
         reason,
     })
-}
-
-/// Creates or updates the subscriptions' rows. Events published from now on fan out to
-/// them; earlier events are not delivered to a new subscription.
-pub(crate) async fn register(pool: &PgPool, subs: &[Subscription]) -> Result<()> {
-    let mut names = Vec::with_capacity(subs.len());
-    let mut patterns = Vec::with_capacity(subs.len());
-    let mut likes = Vec::with_capacity(subs.len());
-    for s in subs {
-        names.push(s.name.as_str());
-        // Arrays of arrays must be rectangular in PostgreSQL: pass each list as one text
-        // holding a JSON array.
-        patterns.push(serde_json::to_string(&s.patterns).unwrap_or_default());
-        let like: Vec<String> = s
-            .patterns
-            .iter()
-            .map(|p| event::pattern_to_like(p))
-            .collect();
-        likes.push(serde_json::to_string(&like).unwrap_or_default());
-    }
-    sqlx::query(
-        "INSERT INTO pgbus.subscriptions (name, patterns, like_patterns)
-         SELECT n, ARRAY(SELECT jsonb_array_elements_text(p::jsonb)),
-                   ARRAY(SELECT jsonb_array_elements_text(l::jsonb))
-         FROM unnest($1::text[], $2::text[], $3::text[]) AS u(n, p, l)
-         ON CONFLICT (name) DO UPDATE
-            SET patterns = excluded.patterns, like_patterns = excluded.like_patterns,
-                updated_at = now()
-            WHERE subscriptions.patterns IS DISTINCT FROM excluded.patterns",
-    )
-    .bind(&names)
-    .bind(&patterns)
-    .bind(&likes)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

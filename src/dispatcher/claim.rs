@@ -1,6 +1,6 @@
-//! The claim statement: one round trip takes a batch of due deliveries for every local
-//! subscription at once, writes their leases (stamped with the claim's lease id), and takes
-//! back expired ones.
+//! The claim: one statement (`src/sql/claim.sql`) takes a batch of due deliveries for every
+//! local subscription at once and writes their leases; the rows come back here, paired with
+//! their events, in claim order.
 
 use std::collections::HashMap;
 
@@ -8,44 +8,33 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
-/// How many rows to claim for one subscription, with what policy.
-#[derive(Debug)]
-pub(crate) struct Want<'a> {
-    pub(crate) subscription: &'a str,
-    pub(crate) limit: i32,
-    pub(crate) max_attempts: i32,
-    pub(crate) lease_secs: f64,
+use crate::sql;
+
+/// How many rows to claim for one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Want {
+    /// The subscription's position in the dispatcher.
+    pub(crate) sub: usize,
+    pub(crate) limit: usize,
 }
 
-impl<'a> Want<'a> {
-    /// Up to `limit` deliveries of subscription `s`, under its retry policy and lease.
-    pub(crate) fn of(s: &'a super::SubState, limit: usize) -> Self {
-        Want {
-            subscription: &s.name,
-            limit: limit as i32,
-            max_attempts: s.sub.retry.max_attempts as i32,
-            lease_secs: s.sub.lease.as_secs_f64(),
-        }
-    }
-}
-
-/// One row the claim touched. `state` is 1 (running) for a delivery claimed for this
-/// dispatcher; 0 or 3 for one whose expired lease was taken back (pending again as a
-/// crash suspect, or dead when out of attempts): those carry no event.
+/// A delivery the claim took, now running under this dispatcher's lease.
 #[derive(Debug)]
 pub(crate) struct ClaimedRow {
     pub(crate) id: i64,
-    pub(crate) subscription: String,
+    /// The subscription's position in the dispatcher.
+    pub(crate) sub: usize,
     pub(crate) attempts: i32,
-    pub(crate) state: i16,
-    /// The claim's lease id (its transaction id) for a claimed row; fences its outcome.
-    pub(crate) lease_id: Option<i64>,
-    /// The event, for a claimed row whose event still exists.
+    /// Its previous lease had expired: its worker was lost during attempt `attempts`.
+    pub(crate) taken_back: bool,
+    /// The claim's lease id (its transaction id); fences the outcome.
+    pub(crate) lease_id: i64,
+    /// The event, for a delivery claimed to run whose event still exists.
     pub(crate) event: Option<EventRow>,
 }
 
 /// An event as the claim reads it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EventRow {
     pub(crate) id: Uuid,
     pub(crate) event_type: String,
@@ -60,12 +49,12 @@ pub(crate) struct EventRow {
 }
 
 /// A row of the claim statement: a delivery (`id` set) or an event (`id` null).
-#[derive(Debug, FromRow)]
+#[derive(Debug, Default, FromRow)]
 struct ResultRow {
     id: Option<i64>,
-    subscription: Option<String>,
+    idx: Option<i32>,
     attempts: Option<i32>,
-    state: Option<i16>,
+    taken_back: Option<bool>,
     lease_id: Option<i64>,
     event_id: Option<Uuid>,
     priority: Option<i16>,
@@ -79,84 +68,25 @@ struct ResultRow {
     created_at: Option<DateTime<Utc>>,
 }
 
-/// `{solo}` is replaced by `NOT d.solo` or `d.solo`: literal predicates, so that each
-/// prepared statement matches its partial index even with a generic plan.
-///
-/// The claimed deliveries and their events come back as separate rows (an event once, however
-/// many of its deliveries were claimed) and are paired here: events are fetched by primary key
-/// with `id = ANY(array)`, never joined. Joined, the planner chose from statistics, and after
-/// an ANALYZE taken while the queue was empty it switched to a hash join over a sequential
-/// scan of `pgbus.events`, hundreds of milliseconds per claim on a large table.
-const CLAIM_SQL: &str = r#"
-WITH want AS (
-    SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[], $4::float8[])
-        AS w(sub, n, max_attempts, lease)
-),
-picked AS (
-    SELECT c.id, c.state AS old_state, c.priority, c.run_at AS due, w.max_attempts, w.lease
-    FROM want w
-    CROSS JOIN LATERAL (
-        SELECT d.id, d.state, d.priority, d.run_at FROM pgbus.deliveries d
-        WHERE d.subscription = w.sub AND d.state < 2 AND {solo} AND d.run_at <= now()
-        ORDER BY d.priority, d.run_at, d.id
-        LIMIT w.n
-        FOR UPDATE SKIP LOCKED
-    ) c
-),
-upd AS (
-    UPDATE pgbus.deliveries d SET
-        state = CASE WHEN p.old_state = 0 THEN 1
-                     WHEN d.attempts >= p.max_attempts THEN 3
-                     ELSE 0 END,
-        attempts = d.attempts + CASE WHEN p.old_state = 0 THEN 1 ELSE 0 END,
-        run_at = CASE WHEN p.old_state = 0 THEN now() + p.lease * interval '1 second'
-                      ELSE now() END,
-        solo = d.solo OR p.old_state = 1,
-        last_error = CASE WHEN p.old_state = 0 THEN d.last_error
-                          ELSE 'lease expired during attempt ' || d.attempts || ' of '
-                               || p.max_attempts
-                               || ': its worker was lost (killed, crashed, or hung past its lease)'
-                          END,
-        finished_at = CASE WHEN p.old_state = 1 AND d.attempts >= p.max_attempts THEN now() END,
-        lease_id = CASE WHEN p.old_state = 0 THEN l.id END
-    FROM picked p, (SELECT pg_current_xact_id()::text::int8 AS id) l
-    WHERE d.id = ANY (ARRAY(SELECT id FROM picked)) AND d.id = p.id
-    RETURNING d.id, d.event_id, d.subscription, d.attempts, d.state, d.lease_id, p.priority,
-              p.due
-)
-SELECT u.id, u.subscription, u.attempts, u.state, u.lease_id, u.event_id, u.priority, u.due,
-       NULL::text AS event_type, NULL::text AS source, NULL::text AS subject, NULL::text AS key,
-       NULL::text AS data, NULL::text AS headers, NULL::timestamptz AS created_at
-FROM upd u
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL,
-       e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at
-FROM pgbus.events e
-WHERE e.id = ANY (ARRAY(SELECT event_id FROM upd WHERE state = 1))
-"#;
-
-/// Claims due deliveries; `solo` selects crash suspects instead of ordinary work.
+/// Claims due deliveries of the wanted subscriptions (`subs` holds every subscription's
+/// name and lease in seconds, by position); `solo` takes crash suspects instead of ordinary
+/// work.
 pub(crate) async fn claim(
     conn: &mut PgConnection,
-    wants: &[Want<'_>],
+    subs: &[(&str, f64)],
+    wants: &[Want],
     solo: bool,
 ) -> sqlx::Result<Vec<ClaimedRow>> {
-    static NORMAL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static SOLO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = if solo {
-        SOLO.get_or_init(|| CLAIM_SQL.replace("{solo}", "d.solo"))
-    } else {
-        NORMAL.get_or_init(|| CLAIM_SQL.replace("{solo}", "NOT d.solo"))
-    };
-    let subs: Vec<&str> = wants.iter().map(|w| w.subscription).collect();
-    let limits: Vec<i32> = wants.iter().map(|w| w.limit).collect();
-    let max_attempts: Vec<i32> = wants.iter().map(|w| w.max_attempts).collect();
-    let leases: Vec<f64> = wants.iter().map(|w| w.lease_secs).collect();
-    let rows = sqlx::query_as::<_, ResultRow>(sql.as_str())
-        .bind(&subs)
+    let names: Vec<&str> = wants.iter().map(|w| subs[w.sub].0).collect();
+    let idx: Vec<i32> = wants.iter().map(|w| w.sub as i32).collect();
+    let limits: Vec<i32> = wants.iter().map(|w| w.limit as i32).collect();
+    let leases: Vec<f64> = wants.iter().map(|w| subs[w.sub].1).collect();
+    let rows = sqlx::query_as::<_, ResultRow>(sql::CLAIM)
+        .bind(&names)
+        .bind(&idx)
         .bind(&limits)
-        .bind(&max_attempts)
         .bind(&leases)
+        .bind(solo)
         .fetch_all(conn)
         .await?;
     Ok(pair(rows))
@@ -171,8 +101,8 @@ fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
     for r in rows {
         match (r.id, r.event_id) {
             (Some(id), event_id) => {
-                let state = r.state.unwrap_or_default();
-                let event_id = event_id.filter(|_| state == 1);
+                let taken_back = r.taken_back.unwrap_or_default();
+                let event_id = event_id.filter(|_| !taken_back);
                 if let Some(e) = event_id {
                     *uses.entry(e).or_default() += 1;
                 }
@@ -181,10 +111,10 @@ fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
                     event_id,
                     ClaimedRow {
                         id,
-                        subscription: r.subscription.unwrap_or_default(),
+                        sub: r.idx.unwrap_or_default() as usize,
                         attempts: r.attempts.unwrap_or_default(),
-                        state,
-                        lease_id: r.lease_id,
+                        taken_back,
+                        lease_id: r.lease_id.unwrap_or_default(),
                         event: None,
                     },
                 ));
@@ -225,16 +155,72 @@ fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
 }
 
 /// Whether any crash suspect of these subscriptions is due.
-pub(crate) async fn solo_due(
-    conn: &mut PgConnection,
-    subscriptions: &[&str],
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pgbus.deliveries d
-                        WHERE d.subscription = ANY($1) AND d.state < 2 AND d.solo
-                          AND d.run_at <= now())",
-    )
-    .bind(subscriptions)
-    .fetch_one(conn)
-    .await
+pub(crate) async fn solo_due(conn: &mut PgConnection, names: &[&str]) -> sqlx::Result<bool> {
+    sqlx::query_scalar(sql::SOLO_DUE)
+        .bind(names)
+        .fetch_one(conn)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: i64, priority: i16, event: Uuid, taken_back: bool) -> ResultRow {
+        ResultRow {
+            id: Some(id),
+            idx: Some(1),
+            attempts: Some(1),
+            taken_back: Some(taken_back),
+            lease_id: Some(7),
+            event_id: Some(event),
+            priority: Some(priority),
+            due: Some(DateTime::<Utc>::UNIX_EPOCH),
+            ..ResultRow::default()
+        }
+    }
+
+    fn event(id: Uuid) -> ResultRow {
+        ResultRow {
+            event_id: Some(id),
+            event_type: Some("a.b".into()),
+            source: Some("s".into()),
+            data: Some("{}".into()),
+            headers: Some("{}".into()),
+            ..ResultRow::default()
+        }
+    }
+
+    #[test]
+    fn pairs_in_claim_order_and_shares_an_event_between_its_deliveries() {
+        let (e1, e2) = (Uuid::now_v7(), Uuid::now_v7());
+        let rows = vec![
+            event(e1),
+            delivery(3, 0, e1, false),
+            delivery(2, 0, e2, false),
+            delivery(9, -1, e1, false),
+            event(e2),
+        ];
+        let claimed = pair(rows);
+        let order: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+        assert_eq!(order, [9, 2, 3], "priority first, then id");
+        let events: Vec<Uuid> = claimed
+            .iter()
+            .map(|r| r.event.as_ref().unwrap().id)
+            .collect();
+        assert_eq!(events, [e1, e2, e1]);
+        assert!(claimed.iter().all(|r| r.sub == 1 && r.lease_id == 7));
+    }
+
+    #[test]
+    fn a_taken_back_row_gets_no_event_and_a_missing_event_stays_missing() {
+        let (e1, gone) = (Uuid::now_v7(), Uuid::now_v7());
+        let claimed = pair(vec![
+            delivery(1, 0, e1, true),
+            event(e1),
+            delivery(2, 0, gone, false),
+        ]);
+        assert!(claimed[0].taken_back && claimed[0].event.is_none());
+        assert!(!claimed[1].taken_back && claimed[1].event.is_none());
+    }
 }

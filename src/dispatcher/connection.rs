@@ -20,6 +20,8 @@
 
 use sqlx::{Executor, PgConnection, PgPool};
 
+use crate::sql;
+
 #[derive(Debug)]
 pub(crate) struct KeptConnection {
     pool: PgPool,
@@ -35,8 +37,7 @@ impl KeptConnection {
     pub(crate) async fn get(&mut self) -> sqlx::Result<&mut PgConnection> {
         if self.conn.is_none() {
             let mut conn = self.pool.acquire().await?.detach();
-            conn.execute("SET synchronous_commit = off").await?;
-            conn.execute("SET enable_seqscan = off").await?;
+            conn.execute(sql::SESSION_SETUP).await?;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("set above"))

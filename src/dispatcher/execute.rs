@@ -1,15 +1,13 @@
 //! Running one delivery: wait for a concurrency slot, run the handler under its timeout,
-//! catch panics, turn the result into an outcome for the completer.
+//! catch panics, and report what happened.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::Instrument;
 
-use super::Shared;
-use super::complete::{Completion, Kind, Msg};
+use super::shared::Shared;
 use crate::handler::{Failure, HandlerError};
-use crate::retry;
+use crate::state::Cause;
 
 /// Aborts the wrapped task when dropped, so an abandoned handler does not run on.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -25,13 +23,14 @@ impl<T> Drop for AbortOnDrop<T> {
 /// slot first takes the front of the queue, so deliveries start in claim order.
 pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
     let sub = &shared.subs[sub_index];
+    let signals = &shared.signals;
     let permit = tokio::select! {
         biased;
-        _ = shared.stop.cancelled() => None,
+        _ = signals.stop.cancelled() => None,
         permit = sub.semaphore.clone().acquire_owned() => permit.ok(),
     };
     let next = permit
-        .filter(|_| !shared.stop.is_cancelled())
+        .filter(|_| !signals.stop.is_cancelled())
         .and_then(|permit| {
             let delivery = sub
                 .queue
@@ -40,11 +39,11 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
                 .pop_front()?;
             Some((permit, delivery))
         });
-    let Some((permit, delivery)) = next else {
-        // Shutting down before it started: the shutdown path releases it uncounted.
+    let Some((permit, (key, delivery))) = next else {
+        // Shutting down before it started: the shutdown path gives it back uncounted.
         return;
     };
-    shared.mark_started(delivery.id);
+    shared.mark_started(key);
 
     let span = tracing::info_span!(
         "pgbus.deliver",
@@ -55,75 +54,44 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
         attempt = delivery.attempt,
     );
     let handler = sub.sub.handler.clone();
-    let id = delivery.id;
-    let attempt = delivery.attempt;
     let mut task = AbortOnDrop(tokio::spawn(
         async move { handler.call(&delivery).await }.instrument(span.clone()),
     ));
     let timeout = sub.sub.handler_timeout;
     let result = tokio::select! {
         r = tokio::time::timeout(timeout, &mut task.0) => r,
-        _ = shared.abandon.cancelled() => {
-            // Shutdown deadline: the handler is aborted (on drop) and the delivery
-            // released by the shutdown path, its attempt counted.
+        _ = signals.abandon.cancelled() => {
+            // Shutdown deadline: the handler is aborted (on drop) and the shutdown path
+            // reports the delivery as interrupted.
             return;
         }
     };
     drop(task);
 
-    let policy = &sub.sub.retry;
-    let retry = |message: String, delay: Option<Duration>| {
-        if policy.exhausted(attempt) {
-            (
-                Kind::Dead,
-                0.0,
-                Some(format!("gave up after {attempt} attempts: {message}")),
-            )
-        } else {
-            let delay = delay.unwrap_or_else(|| policy.delay(attempt, retry::random_unit()));
-            (Kind::Retry, delay.as_secs_f64(), Some(message))
-        }
+    let failed = |message: String| Cause::Failed {
+        message,
+        delay: None,
     };
-    let (kind, delay_secs, error) = match result {
-        Ok(Ok(Ok(()))) => (shared.done_kind(), 0.0, None),
-        Ok(Ok(Err(Failure::Decode(message)))) => (Kind::Dead, 0.0, Some(message)),
-        Ok(Ok(Err(Failure::Handler(HandlerError::Permanent { message })))) => (
-            Kind::Dead,
-            0.0,
-            Some(format!("permanent failure: {message}")),
-        ),
+    let cause = match result {
+        Ok(Ok(Ok(()))) => Cause::Succeeded,
+        Ok(Ok(Err(Failure::Decode(message)))) => Cause::Undeliverable(message),
+        Ok(Ok(Err(Failure::Handler(HandlerError::Permanent { message })))) => {
+            Cause::Permanent(format!("permanent failure: {message}"))
+        }
         Ok(Ok(Err(Failure::Handler(HandlerError::Retry { message, delay })))) => {
-            retry(message, delay)
+            Cause::Failed { message, delay }
         }
         Ok(Err(join)) if join.is_panic() => {
-            retry(format!("handler panicked: {}", panic_message(join)), None)
+            failed(format!("handler panicked: {}", panic_message(join)))
         }
-        Ok(Err(_)) => retry("handler task was cancelled".to_owned(), None),
-        Err(_) => retry(format!("handler timed out after {timeout:?}"), None),
+        Ok(Err(_)) => failed("handler task was cancelled".to_owned()),
+        Err(_) => failed(format!("handler timed out after {timeout:?}")),
     };
-    span.in_scope(|| match kind {
-        Kind::Dead => tracing::warn!(error = error.as_deref(), "pgbus: delivery dead"),
-        Kind::Retry => {
-            tracing::info!(
-                error = error.as_deref(),
-                retry_in_secs = delay_secs,
-                "pgbus: delivery failed; will retry"
-            )
-        }
-        _ => tracing::debug!("pgbus: delivery done"),
-    });
-    // Not held any more only if the shutdown path already gave it back.
-    if let Some(lease) = shared.mark_reported(id) {
-        let _ = shared.outcomes.send(Msg::Complete(Completion {
-            id,
-            lease,
-            kind,
-            delay_secs,
-            error,
-        }));
-    }
+    // Already reported only if the shutdown path gave it back first. A lost lease's late
+    // outcome is reported under its own claim, and fenced out by the completer.
+    span.in_scope(|| shared.report(key, cause));
     drop(permit);
-    shared.slot_freed.notify_one();
+    signals.slot_freed.notify_one();
 }
 
 fn panic_message(join: tokio::task::JoinError) -> String {

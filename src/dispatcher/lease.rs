@@ -4,16 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Shared;
+use super::complete::lease_ids;
 use super::connection::KeptConnection;
-
-/// Fenced like outcomes (primary key, still running, lease id among ours), no join; each
-/// row finds its lease length by its position in the id array.
-const EXTEND_SQL: &str = r#"
-UPDATE pgbus.deliveries d
-SET run_at = now() + ($3::float8[])[array_position($1::int8[], d.id)] * interval '1 second'
-WHERE d.id = ANY($1::int8[]) AND d.state = 1 AND d.lease_id = ANY($2::int8[])
-"#;
+use super::shared::{ClaimKey, Shared};
+use crate::sql;
 
 /// Every third of the shortest lease, extends the leases last extended a third of their
 /// own length ago.
@@ -29,22 +23,22 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
-            _ = shared.abandon.cancelled() => return,
-            _ = shared.finished.cancelled() => return,
+            _ = shared.signals.abandon.cancelled() => return,
+            _ = shared.signals.finished.cancelled() => return,
         }
         let now = Instant::now();
         let due = shared.due_for_extension(now);
         if due.is_empty() {
             continue;
         }
-        let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
-        let lease_ids = super::complete::lease_ids(due.iter().map(|d| &d.1));
-        let lengths: Vec<f64> = due.iter().map(|d| d.2).collect();
+        let ids: Vec<i64> = due.iter().map(|d| d.0.id).collect();
+        let leases = lease_ids(due.iter().map(|d| d.0.lease));
+        let lengths: Vec<f64> = due.iter().map(|d| d.1.as_secs_f64()).collect();
         let extended = conn
             .run(async |c| {
-                sqlx::query(EXTEND_SQL)
+                sqlx::query(sql::EXTEND_LEASES)
                     .bind(&ids)
-                    .bind(&lease_ids)
+                    .bind(&leases)
                     .bind(&lengths)
                     .execute(c)
                     .await
@@ -52,7 +46,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             .await;
         match extended {
             Ok(r) => {
-                shared.extended(&ids, now);
+                let keys: Vec<ClaimKey> = due.iter().map(|d| d.0).collect();
+                shared.extended(&keys, now);
                 let lost = ids.len() as u64 - r.rows_affected();
                 if lost > 0 {
                     tracing::debug!(lost, "pgbus: some leases were no longer held when extended");

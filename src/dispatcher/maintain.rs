@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::Shared;
+use super::shared::Shared;
+use crate::sql;
 
 /// Advisory lock key so that only one dispatcher prunes at a time.
 const PRUNE_LOCK_KEY: i64 = 0x7067_6275_735f_7072; // "pgbus_pr"
@@ -17,27 +18,6 @@ const VACUUM_LOCK_KEY: i64 = 0x7067_6275_735f_7663; // "pgbus_vc"
 /// Rows deleted per statement, so one prune never holds many locks or a long transaction.
 const PRUNE_BATCH: i64 = 5_000;
 
-const PRUNE_EVENTS_SQL: &str = r#"
-WITH lock AS (SELECT pg_try_advisory_xact_lock($3) AS got),
-old AS (
-    SELECT e.id FROM pgbus.events e, lock
-    WHERE lock.got
-      AND e.created_at < now() - $1 * interval '1 second'
-      AND NOT EXISTS (SELECT 1 FROM pgbus.deliveries d WHERE d.event_id = e.id)
-    LIMIT $2
-)
-DELETE FROM pgbus.events e USING old WHERE e.id = old.id
-"#;
-
-const PRUNE_DONE_SQL: &str = r#"
-WITH old AS (
-    SELECT id FROM pgbus.deliveries
-    WHERE state = 2 AND finished_at < now() - $1 * interval '1 second'
-    LIMIT $2
-)
-DELETE FROM pgbus.deliveries d USING old WHERE d.id = old.id
-"#;
-
 /// How often the dead tuples of `pgbus.deliveries` are looked at.
 const VACUUM_CHECK: Duration = Duration::from_secs(5);
 
@@ -46,9 +26,6 @@ const VACUUM_CHECK: Duration = Duration::from_secs(5);
 /// `autovacuum_naptime` (1 min by default), long enough for hundreds of thousands to pile
 /// up in front of the claim's index scan.
 const VACUUM_DEAD_TUPLES: i64 = 50_000;
-
-const DEAD_TUPLES_SQL: &str = "SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables
-     WHERE schemaname = 'pgbus' AND relname = 'deliveries'";
 
 /// Every maintenance interval, prunes what retention allows; every few seconds, vacuums
 /// the deliveries table when dead tuples pile up (one dispatcher at a time).
@@ -59,7 +36,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(VACUUM_CHECK.min(interval)) => {}
-            _ = shared.stop.cancelled() => return,
+            _ = shared.signals.stop.cancelled() => return,
         }
         if vacuum {
             match vacuum_if_needed(&shared.pool).await {
@@ -90,7 +67,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// Vacuums `pgbus.deliveries` when its dead tuples passed the threshold and no other
 /// session holds the vacuum lock; returns whether it did.
 async fn vacuum_if_needed(pool: &PgPool) -> sqlx::Result<bool> {
-    let dead: i64 = sqlx::query_scalar(DEAD_TUPLES_SQL)
+    let dead: i64 = sqlx::query_scalar(sql::DEAD_TUPLES)
         .fetch_optional(pool)
         .await?
         .unwrap_or(0);
@@ -98,17 +75,17 @@ async fn vacuum_if_needed(pool: &PgPool) -> sqlx::Result<bool> {
         return Ok(false);
     }
     let mut conn = pool.acquire().await?;
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+    let got: bool = sqlx::query_scalar(sql::TRY_ADVISORY_LOCK)
         .bind(VACUUM_LOCK_KEY)
         .fetch_one(&mut *conn)
         .await?;
     if !got {
         return Ok(false);
     }
-    let result = sqlx::query("VACUUM (SKIP_LOCKED, TRUNCATE false) pgbus.deliveries")
+    let result = sqlx::query(sql::VACUUM_DELIVERIES)
         .execute(&mut *conn)
         .await;
-    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+    let unlock = sqlx::query(sql::ADVISORY_UNLOCK)
         .bind(VACUUM_LOCK_KEY)
         .execute(&mut *conn)
         .await;
@@ -134,7 +111,7 @@ pub(crate) async fn prune(
 ) -> sqlx::Result<(u64, u64)> {
     let mut deliveries = 0;
     loop {
-        let n = sqlx::query(PRUNE_DONE_SQL)
+        let n = sqlx::query(sql::PRUNE_DONE)
             .bind(done_retention.as_secs_f64())
             .bind(PRUNE_BATCH)
             .execute(pool)
@@ -148,7 +125,7 @@ pub(crate) async fn prune(
     let mut events = 0;
     if let Some(retention) = event_retention {
         loop {
-            let n = sqlx::query(PRUNE_EVENTS_SQL)
+            let n = sqlx::query(sql::PRUNE_EVENTS)
                 .bind(retention.as_secs_f64())
                 .bind(PRUNE_BATCH)
                 .bind(PRUNE_LOCK_KEY)

@@ -8,9 +8,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Shared;
-use super::complete::{self, Completion, Kind, Msg};
+use super::complete::{Msg, Target};
+use super::shared::{ClaimKey, Shared};
 use crate::error::Result;
+use crate::state::{Cause, DeliveryState};
 
 /// What a shutdown did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,7 +36,8 @@ pub(crate) async fn supervise(
 ) -> Result<ShutdownReport> {
     token.cancelled().await;
     tracing::info!("pgbus: dispatcher shutting down");
-    shared.stop.cancel();
+    let signals = &shared.signals;
+    signals.stop.cancel();
     let _ = fetcher.await;
 
     shared.tasks.close();
@@ -48,62 +50,39 @@ pub(crate) async fn supervise(
             ?deadline,
             "pgbus: shutdown deadline passed; interrupting handlers"
         );
-        shared.abandon.cancel();
+        signals.abandon.cancel();
         shared.tasks.wait().await;
     }
 
-    let (done_tx, done_rx) = oneshot::channel();
-    if shared.outcomes.send(Msg::Finish(done_tx)).is_ok() {
-        let _ = done_rx.await;
-    }
-    let _ = completer.await;
-
-    let release: Vec<Completion> = shared
-        .held()
-        .iter()
-        .map(|(id, h)| {
-            // An interrupted attempt counts like any other: the last one ends the delivery
-            // (else it would run more than max_attempts times).
-            let (kind, error) = if !h.started {
-                (Kind::ReleaseUnstarted, None)
-            } else if h.attempt >= h.max_attempts {
-                (
-                    Kind::Dead,
-                    Some(format!(
-                        "gave up after {} attempts: interrupted by dispatcher shutdown",
-                        h.attempt
-                    )),
-                )
+    // What is still held and unreported never started, or was interrupted.
+    let unfinished: Vec<(ClaimKey, bool)> = (shared.held().iter())
+        .filter(|(_, h)| !h.reported)
+        .map(|(key, h)| (*key, h.started))
+        .collect();
+    let last: Vec<Target> = unfinished
+        .into_iter()
+        .filter_map(|(key, started)| {
+            let cause = if started {
+                Cause::Interrupted
             } else {
-                (
-                    Kind::ReleaseStarted,
-                    Some("interrupted by dispatcher shutdown".to_owned()),
-                )
+                Cause::Unstarted
             };
-            Completion {
-                id: *id,
-                lease: h.lease,
-                kind,
-                delay_secs: 0.0,
-                error,
-            }
+            shared.decide(key, cause)
         })
         .collect();
-    let released = release.iter().filter(|c| c.kind != Kind::Dead).count();
-    let result = if release.is_empty() {
-        Ok(())
-    } else {
-        match shared.pool.acquire().await {
-            Ok(mut conn) => complete::write(&mut conn, &release).await.map(|_| ()),
-            Err(e) => Err(e),
-        }
-        .map_err(Into::into)
+    let released = (last.iter())
+        .filter(|t| t.transition.state == DeliveryState::Pending)
+        .count();
+    let (reply, written) = oneshot::channel();
+    let result = match shared.outcomes.send(Msg::Finish { last, reply }) {
+        Ok(()) => written.await.unwrap_or(Ok(())),
+        Err(_) => Ok(()),
     };
-    shared.forget(release.iter().map(|c| c.id));
-    shared.finished.cancel();
+    let _ = completer.await;
+    signals.finished.cancel();
     background.wait().await;
     tracing::info!(released, finished_in_time, "pgbus: dispatcher stopped");
-    result.map(|()| ShutdownReport {
+    result.map_err(Into::into).map(|()| ShutdownReport {
         finished_in_time,
         released,
     })

@@ -1,0 +1,163 @@
+//! The state the dispatcher's tasks share: its subscriptions, the deliveries it holds, its
+//! signals and the channel to the completer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
+
+use super::complete::Msg;
+use super::config::Config;
+use super::signals::Signals;
+use crate::handler::Delivery;
+use crate::subscription::Subscription;
+
+/// State shared by the dispatcher's tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) pool: PgPool,
+    pub(crate) subs: Vec<SubState>,
+    pub(crate) config: Config,
+    /// Deliveries claimed and not yet written back, by claim: a delivery taken back from
+    /// this very dispatcher is held twice (the lost attempt, still running, and the new
+    /// claim) until the lost attempt's handler returns.
+    held: Mutex<HashMap<ClaimKey, Held>>,
+    /// Held while a claimer computes and reserves the room it claims into.
+    pub(crate) claim_gate: Mutex<()>,
+    pub(crate) signals: Signals,
+    pub(crate) outcomes: mpsc::UnboundedSender<Msg>,
+    /// The delivery tasks (one per queued delivery).
+    pub(crate) tasks: TaskTracker,
+}
+
+/// One subscription of the dispatcher and its local bookkeeping.
+#[derive(Debug)]
+pub(crate) struct SubState {
+    pub(crate) sub: Subscription,
+    pub(crate) name: Arc<str>,
+    pub(crate) semaphore: Arc<Semaphore>,
+    /// Deliveries of this subscription in the held set.
+    pub(crate) outstanding: AtomicUsize,
+    /// Room reserved by claims in flight (see `room.rs`).
+    pub(crate) reserved: AtomicUsize,
+    /// Claimed deliveries not yet started, in claim order (priority, run_at, id). Each
+    /// delivery task takes the front one once it has a concurrency slot, so deliveries
+    /// start in this order whichever task the runtime schedules first.
+    pub(crate) queue: Mutex<VecDeque<(ClaimKey, Delivery)>>,
+}
+
+/// One claim of a delivery: its id and the lease id of the claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ClaimKey {
+    pub(crate) id: i64,
+    pub(crate) lease: i64,
+}
+
+/// A delivery this dispatcher holds the lease of.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    /// Index of the subscription in `Shared::subs`.
+    pub(crate) sub: usize,
+    /// The attempt it was claimed for (from 1).
+    pub(crate) attempt: u32,
+    /// Claimed as a crash suspect.
+    pub(crate) suspect: bool,
+    pub(crate) started: bool,
+    /// Its outcome went to the completer.
+    pub(crate) reported: bool,
+    pub(crate) extended_at: Instant,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        pool: PgPool,
+        subs: Vec<Subscription>,
+        config: Config,
+        outcomes: mpsc::UnboundedSender<Msg>,
+    ) -> Self {
+        Shared {
+            pool,
+            subs: subs
+                .into_iter()
+                .map(|sub| SubState {
+                    name: Arc::from(sub.name.as_str()),
+                    semaphore: Arc::new(Semaphore::new(sub.concurrency)),
+                    outstanding: AtomicUsize::new(0),
+                    reserved: AtomicUsize::new(0),
+                    queue: Mutex::new(VecDeque::new()),
+                    sub,
+                })
+                .collect(),
+            config,
+            held: Mutex::new(HashMap::new()),
+            claim_gate: Mutex::new(()),
+            signals: Signals::new(),
+            outcomes,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub(crate) fn held(&self) -> MutexGuard<'_, HashMap<ClaimKey, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn mark_started(&self, key: ClaimKey) {
+        if let Some(h) = self.held().get_mut(&key) {
+            h.started = true;
+        }
+    }
+
+    /// Adds a claimed delivery to the held set (and to its subscription's count).
+    pub(crate) fn hold(&self, key: ClaimKey, held: Held) {
+        self.subs[held.sub].outstanding.fetch_add(1, Relaxed);
+        if let Some(old) = self.held().insert(key, held) {
+            self.subs[old.sub].outstanding.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Drops written-back deliveries from the held set, freeing their room.
+    pub(crate) fn forget(&self, keys: impl Iterator<Item = ClaimKey>) {
+        {
+            let mut held = self.held();
+            for key in keys {
+                if let Some(h) = held.remove(&key) {
+                    self.subs[h.sub].outstanding.fetch_sub(1, Relaxed);
+                }
+            }
+        }
+        self.signals.room_freed();
+    }
+
+    /// The claims whose lease was last extended a third of its length ago or longer, with
+    /// their lease's length.
+    pub(crate) fn due_for_extension(&self, now: Instant) -> Vec<(ClaimKey, Duration)> {
+        self.held()
+            .iter()
+            .map(|(key, h)| (*key, h, self.subs[h.sub].sub.lease))
+            .filter(|(_, h, lease)| now.duration_since(h.extended_at) >= *lease / 3)
+            .map(|(key, _, lease)| (key, lease))
+            .collect()
+    }
+
+    pub(crate) fn extended(&self, keys: &[ClaimKey], at: Instant) {
+        let mut held = self.held();
+        for key in keys {
+            if let Some(h) = held.get_mut(key) {
+                h.extended_at = at;
+            }
+        }
+    }
+
+    pub(crate) fn outstanding_total(&self) -> usize {
+        self.subs.iter().map(|s| s.outstanding.load(Relaxed)).sum()
+    }
+
+    /// Whether a claim is in flight (room is reserved for it).
+    pub(crate) fn claiming(&self) -> bool {
+        self.subs.iter().any(|s| s.reserved.load(Relaxed) > 0)
+    }
+}

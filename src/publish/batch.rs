@@ -1,0 +1,126 @@
+//! One publish statement for a batch of events: their columns as arrays, the statement
+//! (`publish.sql`, or `publish_plain.sql` when no event has a dedupe key), and one outcome
+//! per event from its result rows.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::PublishOutcome;
+use crate::error::Result;
+use crate::event::NewEvent;
+use crate::sql;
+
+/// Writes validated events with their fan-out; `notify` adds a NOTIFY to the statement.
+pub(super) async fn write(
+    conn: &mut PgConnection,
+    events: &[Cow<'_, NewEvent>],
+    source: &str,
+    notify: bool,
+) -> Result<Vec<PublishOutcome>> {
+    let n = events.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut subjects = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut datas = Vec::with_capacity(n);
+    let mut headers = Vec::with_capacity(n);
+    let mut dedupes = Vec::with_capacity(n);
+    let mut priorities = Vec::with_capacity(n);
+    let mut deliver_ats: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
+    for e in events {
+        ids.push(e.id);
+        types.push(e.event_type.as_str());
+        subjects.push(e.subject.as_deref());
+        keys.push(e.key.as_deref());
+        datas.push(&e.data);
+        headers.push(Json(&e.headers));
+        dedupes.push(e.dedupe_key.as_deref());
+        priorities.push(e.priority);
+        deliver_ats.push(e.deliver_at);
+    }
+    let plain = dedupes.iter().all(Option::is_none);
+    let rows = sqlx::query(if plain {
+        sql::PUBLISH_PLAIN
+    } else {
+        sql::PUBLISH
+    })
+    .bind(&ids)
+    .bind(&types)
+    .bind(&subjects)
+    .bind(&keys)
+    .bind(&datas)
+    .bind(&headers)
+    .bind(&dedupes)
+    .bind(&priorities)
+    .bind(&deliver_ats)
+    .bind(source)
+    .bind(notify)
+    .bind(sql::NOTIFY_CHANNEL)
+    .fetch_all(&mut *conn)
+    .await?;
+    if plain {
+        // One row per event type with subscribers; the NOTIFY row has no type.
+        let mut per_type: HashMap<String, i32> = HashMap::new();
+        for row in rows {
+            if let Some(t) = row.try_get::<Option<String>, _>(0)? {
+                per_type.insert(t, row.try_get(1)?);
+            }
+        }
+        return Ok(events
+            .iter()
+            .map(|e| PublishOutcome::Published {
+                id: e.id,
+                deliveries: per_type.get(&e.event_type).copied().unwrap_or(0).max(0) as u32,
+            })
+            .collect());
+    }
+
+    let mut written: HashMap<Uuid, u32> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let deliveries: i32 = row.try_get(1)?;
+        written.insert(row.try_get(0)?, deliveries.max(0) as u32);
+    }
+    let mut outcomes = Vec::with_capacity(n);
+    let mut missing: Vec<&str> = Vec::new();
+    for e in events {
+        if let Some(deliveries) = written.remove(&e.id) {
+            outcomes.push(Some(PublishOutcome::Published {
+                id: e.id,
+                deliveries,
+            }));
+        } else {
+            // Not inserted: the dedupe key is taken (by an earlier event or one earlier in
+            // this batch). Looked up below, in a new statement that sees it.
+            missing.extend(e.dedupe_key.as_deref());
+            outcomes.push(None);
+        }
+    }
+    let originals: HashMap<String, Uuid> = if missing.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as::<_, (String, Uuid)>(sql::DEDUPE_ORIGINALS)
+            .bind(&missing)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    Ok(events
+        .iter()
+        .zip(outcomes)
+        .map(|(e, outcome)| {
+            outcome.unwrap_or_else(|| PublishOutcome::Duplicate {
+                id: e
+                    .dedupe_key
+                    .as_ref()
+                    .and_then(|k| originals.get(k).copied())
+                    .unwrap_or(e.id),
+            })
+        })
+        .collect())
+}

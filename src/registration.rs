@@ -1,0 +1,56 @@
+//! Registering a dispatcher's subscriptions: created when new, their patterns replaced when
+//! they differ (the dispatcher started last wins), every change logged.
+
+use sqlx::PgPool;
+
+use crate::error::Result;
+use crate::sql;
+use crate::subscription::Subscription;
+use crate::validate;
+
+/// Creates or updates the subscriptions' rows. Events published from now on fan out to
+/// them; earlier events are not delivered to a new subscription.
+pub(crate) async fn register(pool: &PgPool, subs: &[Subscription]) -> Result<()> {
+    let mut names = Vec::with_capacity(subs.len());
+    let mut patterns = Vec::with_capacity(subs.len());
+    let mut likes = Vec::with_capacity(subs.len());
+    for s in subs {
+        names.push(s.name.as_str());
+        // Arrays of arrays must be rectangular in PostgreSQL: pass each list as one text
+        // holding a JSON array.
+        patterns.push(serde_json::Value::from(s.patterns.clone()).to_string());
+        let like: Vec<String> = s
+            .patterns
+            .iter()
+            .map(|p| validate::pattern_to_like(p))
+            .collect();
+        likes.push(serde_json::Value::from(like).to_string());
+    }
+    let changed: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(sql::REGISTER_SUBSCRIPTIONS)
+        .bind(&names)
+        .bind(&patterns)
+        .bind(&likes)
+        .fetch_all(pool)
+        .await?;
+    for (name, previous) in changed {
+        let Some(sub) = subs.iter().find(|s| s.name == name) else {
+            continue;
+        };
+        match previous {
+            None => tracing::info!(
+                subscription = %name,
+                patterns = ?sub.patterns,
+                "pgbus: subscription registered"
+            ),
+            Some(previous) => tracing::warn!(
+                subscription = %name,
+                ?previous,
+                patterns = ?sub.patterns,
+                "pgbus: subscription patterns changed by this dispatcher (the last one started \
+                 wins); dispatchers running with the previous patterns now share these \
+                 deliveries"
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Every SQL statement pgbus runs, one file each under `src/sql/`, named after the operation.
+//! Each file starts with a header naming its parameters (`$1`, `$2`, ...).
+
+/// Declares one constant per statement file.
+macro_rules! statements {
+    ($($name:ident = $file:literal;)*) => {
+        $(
+            #[doc = concat!("`src/sql/", $file, "`")]
+            pub(crate) const $name: &str = include_str!(concat!("sql/", $file));
+        )*
+    };
+}
+
+statements! {
+    PUBLISH = "publish.sql";
+    PUBLISH_PLAIN = "publish_plain.sql";
+    DEDUPE_ORIGINALS = "dedupe_originals.sql";
+    REGISTER_SUBSCRIPTIONS = "register_subscriptions.sql";
+    CLAIM = "claim.sql";
+    SOLO_DUE = "solo_due.sql";
+    COMPLETE = "complete.sql";
+    EXTEND_LEASES = "extend_leases.sql";
+    PRUNE_EVENTS = "prune_events.sql";
+    PRUNE_DONE = "prune_done.sql";
+    DEAD_TUPLES = "dead_tuples.sql";
+    VACUUM_DELIVERIES = "vacuum_deliveries.sql";
+    TRY_ADVISORY_LOCK = "try_advisory_lock.sql";
+    ADVISORY_UNLOCK = "advisory_unlock.sql";
+    MIGRATE_LOCK = "migrate_lock.sql";
+    MIGRATE_BOOKKEEPING = "migrate_bookkeeping.sql";
+    MIGRATE_APPLIED = "migrate_applied.sql";
+    MIGRATE_RECORD = "migrate_record.sql";
+    SESSION_SETUP = "session_setup.sql";
+}
+
+/// The channel publishers NOTIFY and dispatchers LISTEN on.
+pub(crate) const NOTIFY_CHANNEL: &str = "pgbus";

@@ -1,0 +1,5 @@
+-- name: migrate_lock
+-- Serialises migrators until the migration transaction ends.
+--
+-- $1 key  int8
+SELECT pg_advisory_xact_lock($1)

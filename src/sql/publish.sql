@@ -1,0 +1,44 @@
+-- name: publish
+-- Writes a batch of events (an event whose dedupe key is taken is skipped) and fans each out
+-- to one delivery per matching subscription, in one statement. One result row per written
+-- event: its id and how many deliveries it got. Deliveries are inserted in batch order
+-- (ORDER BY ord), so their ids, the claim's last tie-breaker, follow the publish order
+-- whatever join the planner picks.
+--
+-- $1 ids          uuid[]
+-- $2 types        text[]
+-- $3 subjects     text[]
+-- $4 keys         text[]
+-- $5 datas        jsonb[]
+-- $6 headers      jsonb[]
+-- $7 dedupe_keys  text[]
+-- $8 priorities   int2[]
+-- $9 deliver_ats  timestamptz[]  null: due at once
+-- $10 source      text
+-- $11 notify      bool           whether to NOTIFY the channel $12 (delivered at commit)
+-- $12 channel     text
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
+                         $7::text[], $8::int2[], $9::timestamptz[])
+        WITH ORDINALITY AS i(id, type, subject, key, data, headers, dedupe_key, priority, deliver_at,
+                             ord)
+),
+ev AS (
+    INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, dedupe_key, priority)
+    SELECT id, type, $10, subject, key, data, headers, dedupe_key, priority FROM input
+    ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING id, type, key, priority
+),
+fan AS (
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
+    SELECT ev.id, s.name, ev.priority, coalesce(i.deliver_at, now()), ev.key
+    FROM ev
+    JOIN input i ON i.id = ev.id
+    JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
+    ORDER BY i.ord
+    RETURNING event_id
+)
+SELECT ev.id, coalesce(f.n, 0)::int4 AS deliveries,
+       (SELECT true FROM (SELECT pg_notify($12, '') WHERE $11) n) AS notified
+FROM ev
+LEFT JOIN (SELECT event_id, count(*) AS n FROM fan GROUP BY event_id) f ON f.event_id = ev.id

@@ -1,0 +1,30 @@
+-- name: publish_plain
+-- The publish statement for a batch without dedupe keys, the common case: a plain INSERT (no
+-- speculative insertion per row, which ON CONFLICT costs even when nothing conflicts),
+-- patterns matched once per distinct event type, the fan-out read straight from the arrays.
+-- One result row per event type that has subscribers (type, how many), plus a row with a
+-- null type when it notified.
+--
+-- Same parameters as publish.sql; $7 (the dedupe keys, all null) is unused.
+WITH matched AS (
+    SELECT t.type, s.name
+    FROM (SELECT DISTINCT type FROM unnest($2::text[]) AS u(type)) t
+    JOIN pgbus.subscriptions s ON t.type LIKE ANY (s.like_patterns)
+),
+ev AS (
+    INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, priority)
+    SELECT i.id, i.type, $10, i.subject, i.key, i.data, i.headers, i.priority
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
+                $8::int2[]) AS i(id, type, subject, key, data, headers, priority)
+),
+fan AS (
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
+    SELECT i.id, m.name, i.priority, coalesce(i.deliver_at, now()), i.key
+    FROM unnest($1::uuid[], $2::text[], $4::text[], $8::int2[], $9::timestamptz[])
+        WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
+    JOIN matched m ON m.type = i.type
+    ORDER BY i.ord
+)
+SELECT m.type, count(*)::int4 FROM matched m GROUP BY m.type
+UNION ALL
+SELECT NULL, 0 FROM (SELECT pg_notify($12, '') WHERE $11) n

@@ -1,0 +1,4 @@
+-- name: session_setup
+-- Settings of the dispatcher's own connections (src/dispatcher/connection.rs).
+SET synchronous_commit = off;
+SET enable_seqscan = off;
