@@ -1,5 +1,5 @@
-//! Test support for [pgbus](pgbus): a throwaway PostgreSQL per test binary and a freshly
-//! migrated database per test.
+//! Test support for [`pgbus`]: a throwaway PostgreSQL per test binary, a freshly
+//! migrated database per test, and deliveries built by hand to unit-test handlers.
 //!
 //! Take it as a dev-dependency. A tour:
 //!
@@ -22,6 +22,32 @@
 //!     .publish(&mut tx, pgbus::NewEvent::raw("property.created", serde_json::json!({"id": 1})))
 //!     .await?;
 //! tx.commit().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **Handlers without a database.** [`DeliveryBuilder`] makes the [`pgbus::Delivery`] a
+//! dispatcher would pass, so a handler is called directly:
+//!
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Serialize, Deserialize)]
+//! # struct PropertyCreated { property_id: i64 }
+//! # impl pgbus::Event for PropertyCreated { const TYPE: &'static str = "property.created"; }
+//! # struct NotifyAgents;
+//! # #[pgbus::async_trait]
+//! # impl pgbus::Handler<PropertyCreated> for NotifyAgents {
+//! #     async fn handle(&self, _: PropertyCreated, _: &pgbus::Delivery) -> Result<(), pgbus::HandlerError> { Ok(()) }
+//! # }
+//! use pgbus::Handler;
+//! use pgbus_testing::DeliveryBuilder;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), pgbus::HandlerError> {
+//! let event = PropertyCreated { property_id: 42 };
+//! let delivery = DeliveryBuilder::of(&event).attempt(25).build();
+//! assert!(delivery.is_last_attempt());
+//! NotifyAgents.handle(event, &delivery).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -62,6 +88,7 @@
 mod admin;
 mod database;
 mod database_url;
+mod delivery;
 mod error;
 mod server;
 mod unique_name;
@@ -89,6 +116,7 @@ mod template;
 
 pub use database::TestDatabase;
 pub use database_url::database_url_from_env;
+pub use delivery::DeliveryBuilder;
 pub use error::TestingError;
 
 #[cfg(unix)]
