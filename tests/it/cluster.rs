@@ -6,7 +6,7 @@ use std::time::Duration;
 use pgbus_testing::{Cluster, ClusterOptions, TestingError};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::support::wait_for;
+use crate::support::wait::wait_until;
 
 async fn start() -> Cluster {
     Cluster::start(ClusterOptions::default())
@@ -66,11 +66,12 @@ async fn kill9_then_start_again_recovers_committed_data() {
         assert_ne!(cluster.postmaster_pid(), Some(pid));
         assert_eq!(select_1(&url).await.expect("query after restart"), 1);
         // The pool from before the crash gets working connections again.
-        wait_for(Duration::from_secs(10), || async {
-            sqlx::query("SELECT 1").execute(&pool).await.is_ok()
-        })
-        .await
-        .expect("old pool reconnects after restart");
+        wait_until(
+            "the old pool to reconnect after the restart",
+            Duration::from_secs(10),
+            || async { sqlx::query("SELECT 1").execute(&pool).await.is_ok() },
+        )
+        .await;
         let count: i64 = sqlx::query_scalar("SELECT count(*) FROM survivors")
             .fetch_one(&pool)
             .await

@@ -9,11 +9,13 @@ use pgbus::{HandlerError, NewEvent, PublishOutcome, Publisher, Subscription};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::support::db;
-use crate::util::{
-    DEAD, DONE, Journal, SOON, count, deliveries, dispatcher, only_delivery, quick_retry, start,
-    stop, wait_until,
-};
+use crate::support::database::{count, db};
+use crate::support::deliveries::{deliveries, delivery_count, delivery_count_in, only_delivery};
+use crate::support::dispatcher::{dispatcher, quick_retry, register, start, stop};
+use crate::support::journal::Journal;
+use crate::support::publishing::{publish_events, publish_n, publish_one};
+use crate::support::states::{DEAD, DONE, RUNNING};
+use crate::support::wait::{SOON, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_outcomes_are_independent_per_subscription() {
@@ -65,12 +67,7 @@ async fn fan_out_outcomes_are_independent_per_subscription() {
     );
 
     wait_until("all three deliveries to finish", SOON, || async {
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state IN (2, 3)",
-        )
-        .await
-            == 3
+        delivery_count_in(pool, &[DONE, DEAD]).await == 3
     })
     .await;
     stop(pool, handle).await;
@@ -92,8 +89,7 @@ async fn fan_out_outcomes_are_independent_per_subscription() {
         "{flaky_row:?}"
     );
     assert_eq!(flaky_row.last_error.as_deref(), Some("flaky is down"));
-    let attempts: Vec<u32> = flaky.calls().iter().map(|c| c.attempt).collect();
-    assert_eq!(attempts, vec![1, 2]);
+    assert_eq!(flaky.attempts(), vec![1, 2]);
 
     let broken_row = only_delivery(pool, "broken").await;
     assert_eq!(
@@ -123,14 +119,9 @@ async fn retain_done_keeps_done_rows_in_state_done() {
     let events: Vec<NewEvent> = (0..20)
         .map(|i| NewEvent::raw("thing.done", json!({ "i": i })))
         .collect();
-    crate::util::publish_events(pool, &events).await;
+    publish_events(pool, &events).await;
     wait_until("20 done rows", SOON, || async {
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
-        )
-        .await
-            == 20
+        delivery_count_in(pool, &[DONE]).await == 20
     })
     .await;
     stop(pool, handle).await;
@@ -209,7 +200,7 @@ async fn two_dispatchers_on_one_database_deliver_each_delivery_exactly_once() {
         Duration::from_secs(90),
         || async {
             let done = handled.lock().unwrap().len();
-            done == EVENTS && count(pool, "SELECT count(*) FROM pgbus.deliveries").await == 0
+            done == EVENTS && delivery_count(pool).await == 0
         },
     )
     .await;
@@ -231,10 +222,7 @@ async fn two_dispatchers_on_one_database_deliver_each_delivery_exactly_once() {
         counts.iter().all(|&c| c > 0),
         "one dispatcher did all the work: {counts:?}"
     );
-    assert_eq!(
-        count(pool, "SELECT count(*) FROM pgbus.deliveries").await,
-        0
-    );
+    assert_eq!(delivery_count(pool).await, 0);
     assert_eq!(
         count(pool, "SELECT count(*) FROM pgbus.events").await,
         EVENTS as i64
@@ -245,7 +233,7 @@ async fn two_dispatchers_on_one_database_deliver_each_delivery_exactly_once() {
 async fn smaller_priority_runs_first() {
     let db = db().await;
     let pool = db.pool();
-    crate::util::register(pool, &[("ordered", &["job.*"])]).await;
+    register(pool, &[("ordered", &["job.*"])]).await;
     // Published before the dispatcher starts, so that one claim sees them all.
     let priorities: [i16; 12] = [5, -3, 0, 7, -3, 2, 0, 9, -8, 1, 5, 0];
     let events: Vec<NewEvent> = priorities
@@ -253,7 +241,7 @@ async fn smaller_priority_runs_first() {
         .enumerate()
         .map(|(i, p)| NewEvent::raw("job.run", json!({ "i": i })).priority(*p))
         .collect();
-    crate::util::publish_events(pool, &events).await;
+    publish_events(pool, &events).await;
 
     let journal = Journal::new();
     let handle = start(
@@ -294,14 +282,7 @@ async fn deliver_at_delays_the_first_attempt() {
     let delay = Duration::from_millis(800);
     let published = tokio::time::Instant::now();
     let at = chrono::Utc::now() + chrono::Duration::from_std(delay).expect("delay");
-    Publisher::new("t")
-        .expect("publisher")
-        .publish(
-            &mut pool.acquire().await.expect("conn"),
-            NewEvent::raw("job.later", json!({})).deliver_at(at),
-        )
-        .await
-        .expect("publish");
+    publish_one(pool, NewEvent::raw("job.later", json!({})).deliver_at(at)).await;
     wait_until("the delayed delivery", SOON, || async {
         journal.len() == 1
     })
@@ -325,8 +306,8 @@ async fn a_backlog_never_puts_more_than_the_cap_in_flight() {
     const CAP: usize = CONCURRENCY + 2 * BATCH;
     let db = db().await;
     let pool = db.pool();
-    crate::util::register(pool, &[("backlog", &["job.*"])]).await;
-    crate::util::publish_n(pool, "job.run", EVENTS).await;
+    register(pool, &[("backlog", &["job.*"])]).await;
+    publish_n(pool, "job.run", EVENTS).await;
 
     let journal = Journal::new();
     let handle = start(
@@ -353,13 +334,7 @@ async fn a_backlog_never_puts_more_than_the_cap_in_flight() {
             journal.len()
         );
         most_held = most_held.max(handle.in_flight());
-        most_running = most_running.max(
-            count(
-                pool,
-                "SELECT count(*) FROM pgbus.deliveries WHERE state = 1",
-            )
-            .await as usize,
-        );
+        most_running = most_running.max(delivery_count_in(pool, &[RUNNING]).await as usize);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     stop(pool, handle).await;

@@ -9,56 +9,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pgbus::{
-    Delivery, Dispatcher, DispatcherBuilder, DispatcherHandle, HandlerError, NewEvent, Publisher,
-    RawHandler, RetryPolicy, Subscription,
+    Delivery, DispatcherHandle, HandlerError, NewEvent, RawHandler, RetryPolicy, Subscription,
 };
 use serde_json::json;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::{Notify, mpsc};
 
-use crate::faults_support::{DEAD, DONE, RUNNING, row, rows, scalar, wait_until};
-use crate::support::db;
+use crate::support::database::db;
+use crate::support::deliveries::{deliveries, delivery, delivery_count_in};
+use crate::support::dispatcher::{dispatcher, start, stop};
+use crate::support::publishing::publish_events;
+use crate::support::states::{DEAD, DONE, RUNNING};
+use crate::support::wait::wait_until;
 
+/// Longer than `support::wait::SOON`: these handlers are slow on purpose.
 const SOON: Duration = Duration::from_secs(30);
-
-async fn publish(pool: &PgPool, events: &[NewEvent]) {
-    Publisher::new("faults.handlers")
-        .expect("publisher")
-        .publish_all(&mut pool.acquire().await.expect("conn"), events)
-        .await
-        .expect("publish");
-}
-
-fn dispatcher(pool: &PgPool) -> DispatcherBuilder {
-    Dispatcher::builder(pool.clone())
-        .poll_interval(Duration::from_millis(50))
-        .shutdown_timeout(Duration::from_secs(5))
-}
-
-async fn start(builder: DispatcherBuilder) -> DispatcherHandle {
-    builder
-        .build()
-        .expect("dispatcher settings")
-        .start()
-        .await
-        .expect("start")
-}
-
-async fn stop(pool: &PgPool, handle: DispatcherHandle) {
-    tokio::time::timeout(Duration::from_secs(30), handle.shutdown())
-        .await
-        .expect("shutdown within 30 s")
-        .expect("shutdown");
-    assert_eq!(
-        scalar(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 1"
-        )
-        .await,
-        0
-    );
-}
 
 /// Handler calls: (delivery id, attempt, which dispatcher).
 type Calls = Arc<Mutex<Vec<(i64, u32, &'static str)>>>;
@@ -106,14 +71,9 @@ async fn handler_slower_than_its_lease_keeps_it_and_runs_once() {
     let events: Vec<NewEvent> = (0..4)
         .map(|n| NewEvent::raw("fault.slow", json!({ "n": n })))
         .collect();
-    publish(pool, &events).await;
+    publish_events(pool, &events).await;
     wait_until("the slow deliveries to finish", SOON, || async {
-        scalar(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
-        )
-        .await
-            == 4
+        delivery_count_in(pool, &[DONE]).await == 4
     })
     .await;
     stop(pool, a).await;
@@ -126,7 +86,7 @@ async fn handler_slower_than_its_lease_keeps_it_and_runs_once() {
         "each slow delivery runs exactly once: {calls:?}"
     );
     assert!(calls.iter().all(|c| c.1 == 1), "{calls:?}");
-    for r in rows(pool).await {
+    for r in deliveries(pool).await {
         assert_eq!((r.state, r.attempts, r.solo), (DONE, 1, false), "{r:?}");
         assert_eq!(r.last_error, None, "{r:?}");
     }
@@ -190,19 +150,14 @@ async fn handler_that_never_returns_is_timed_out_retried_and_counted() {
     let once = NewEvent::raw("fault.hang", json!({ "always": false }));
     let always = NewEvent::raw("fault.hang", json!({ "always": true }));
     let (once_id, always_id) = (once.id(), always.id());
-    publish(pool, &[once, always]).await;
+    publish_events(pool, &[once, always]).await;
     wait_until("both deliveries to finish", SOON, || async {
-        scalar(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state IN (2, 3)",
-        )
-        .await
-            == 2
+        delivery_count_in(pool, &[DONE, DEAD]).await == 2
     })
     .await;
     stop(pool, handle).await;
 
-    let all = rows(pool).await;
+    let all = deliveries(pool).await;
     let once = all.iter().find(|r| r.event_id == once_id).expect("row");
     let always = all.iter().find(|r| r.event_id == always_id).expect("row");
     assert_eq!((once.state, once.attempts), (DONE, 2), "{once:?}");
@@ -236,43 +191,49 @@ impl RawHandler for Gated {
     }
 }
 
-fn named_pool(url: &str, application_name: &str) -> PgPool {
+/// A dispatcher of one `Gated` subscription "cut" (lease 30 s) on a pool of its own whose
+/// connections carry `application_name`; returns it, the receiver of its handler's calls,
+/// and the gate its handler waits for.
+async fn start_gated(
+    url: &str,
+    application_name: &str,
+    outcome: fn() -> Result<(), HandlerError>,
+) -> (
+    DispatcherHandle,
+    mpsc::UnboundedReceiver<(i64, u32)>,
+    Arc<Notify>,
+) {
     let options = PgConnectOptions::from_str(url)
         .expect("url")
         .application_name(application_name);
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy_with(options)
+        .connect_lazy_with(options);
+    let (started, calls) = mpsc::unbounded_channel();
+    let gate = Arc::new(Notify::new());
+    let handler = Gated {
+        started,
+        gate: gate.clone(),
+        outcome,
+    };
+    let handle =
+        start(dispatcher(&pool).subscribe(
+            Subscription::raw("cut", ["fault.*"], handler).lease(Duration::from_secs(30)),
+        ))
+        .await;
+    (handle, calls, gate)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatcher_that_lost_its_lease_cannot_overwrite_the_new_owner() {
     let db = db().await;
     let pool = db.pool();
-    let lease = Duration::from_secs(30);
 
     // A takes the delivery; its handler waits until we let it return Ok (which, written,
     // would delete the row).
-    let (a_started, mut a_calls) = mpsc::unbounded_channel();
-    let a_gate = Arc::new(Notify::new());
-    let a_pool = named_pool(db.url(), "pgbus-faults-a");
-    let a = start(
-        dispatcher(&a_pool).subscribe(
-            Subscription::raw(
-                "cut",
-                ["fault.*"],
-                Gated {
-                    started: a_started,
-                    gate: a_gate.clone(),
-                    outcome: || Ok(()),
-                },
-            )
-            .lease(lease),
-        ),
-    )
-    .await;
-    publish(pool, &[NewEvent::raw("fault.cut", json!({}))]).await;
+    let (a, mut a_calls, a_gate) = start_gated(db.url(), "pgbus-faults-a", || Ok(())).await;
+    publish_events(pool, &[NewEvent::raw("fault.cut", json!({}))]).await;
     let (id, attempt) = tokio::time::timeout(SOON, a_calls.recv())
         .await
         .expect("A's handler starts")
@@ -295,30 +256,16 @@ async fn dispatcher_that_lost_its_lease_cannot_overwrite_the_new_owner() {
         .expect("expiring A's lease");
 
     // B takes the delivery over (attempt 2) and holds it.
-    let (b_started, mut b_calls) = mpsc::unbounded_channel();
-    let b_gate = Arc::new(Notify::new());
-    let b_pool = named_pool(db.url(), "pgbus-faults-b");
-    let b = start(
-        dispatcher(&b_pool).subscribe(
-            Subscription::raw(
-                "cut",
-                ["fault.*"],
-                Gated {
-                    started: b_started,
-                    gate: b_gate.clone(),
-                    outcome: || Err(HandlerError::permanent("the second owner's outcome")),
-                },
-            )
-            .lease(lease),
-        ),
-    )
+    let (b, mut b_calls, b_gate) = start_gated(db.url(), "pgbus-faults-b", || {
+        Err(HandlerError::permanent("the second owner's outcome"))
+    })
     .await;
     let (b_id, b_attempt) = tokio::time::timeout(SOON, b_calls.recv())
         .await
         .expect("B's handler starts")
         .expect("call");
     assert_eq!((b_id, b_attempt), (id, 2));
-    let held = row(pool, id).await.expect("row");
+    let held = delivery(pool, id).await.expect("row");
     assert_eq!((held.state, held.attempts), (RUNNING, 2), "{held:?}");
     assert!(
         held.last_error
@@ -333,7 +280,9 @@ async fn dispatcher_that_lost_its_lease_cannot_overwrite_the_new_owner() {
         a.in_flight() == 0
     })
     .await;
-    let after_a = row(pool, id).await.expect("A's late Done deleted B's row");
+    let after_a = delivery(pool, id)
+        .await
+        .expect("A's late Done deleted B's row");
     assert_eq!(
         (after_a.state, after_a.attempts),
         (RUNNING, 2),
@@ -343,12 +292,12 @@ async fn dispatcher_that_lost_its_lease_cannot_overwrite_the_new_owner() {
     // B's outcome is the one that counts.
     b_gate.notify_one();
     wait_until("B's outcome to be written", SOON, || async {
-        row(pool, id).await.is_some_and(|r| r.state == DEAD)
+        delivery(pool, id).await.is_some_and(|r| r.state == DEAD)
     })
     .await;
     stop(pool, a).await;
     stop(pool, b).await;
-    let end = row(pool, id).await.expect("row");
+    let end = delivery(pool, id).await.expect("row");
     assert_eq!((end.state, end.attempts), (DEAD, 2), "{end:?}");
     assert_eq!(
         end.last_error.as_deref(),

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pgbus::{
-    Delivery, Dispatcher, DispatcherHandle, EventEnvelope, HandlerError, MAX_TEXT_LEN,
-    MAX_TYPE_LEN, NewEvent, Publisher, RawHandler, Subscription,
+    Delivery, DispatcherHandle, EventEnvelope, HandlerError, MAX_TEXT_LEN, MAX_TYPE_LEN, NewEvent,
+    Publisher, RawHandler, Subscription,
 };
 use pgbus_testing::TestDatabase;
 use proptest::prelude::*;
@@ -26,7 +26,9 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::faults_support::size;
+use crate::support::database::{db, table_counts};
+use crate::support::dispatcher::{dispatcher, start};
+use crate::support::env::size;
 
 /// Largest payload the property tests' publisher accepts (small, so that "huge" is cheap).
 const LIMIT: usize = 16 * 1024;
@@ -76,17 +78,14 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
-        let db = TestDatabase::create().await.expect("test database");
+        let db = db().await;
         let inbox = Inbox::default();
-        let dispatcher = Dispatcher::builder(db.pool().clone())
-            .poll_interval(Duration::from_millis(50))
-            .retain_done(true)
-            .subscribe(Subscription::raw("inbox", ["*"], inbox.clone()))
-            .build()
-            .expect("settings")
-            .start()
-            .await
-            .expect("start");
+        let dispatcher = start(
+            dispatcher(db.pool())
+                .retain_done(true)
+                .subscribe(Subscription::raw("inbox", ["*"], inbox.clone())),
+        )
+        .await;
         let publisher = Publisher::builder()
             .source("faults.input")
             .max_payload_bytes(LIMIT)
@@ -102,15 +101,6 @@ impl Harness {
 
     fn pool(&self) -> &PgPool {
         self.db.pool()
-    }
-
-    async fn counts(&self) -> (i64, i64) {
-        sqlx::query_as(
-            "SELECT (SELECT count(*) FROM pgbus.events), (SELECT count(*) FROM pgbus.deliveries)",
-        )
-        .fetch_one(self.pool())
-        .await
-        .expect("counts")
     }
 
     async fn stop(mut self) {
@@ -367,7 +357,7 @@ fn candidate() -> impl Strategy<Value = Candidate> {
 /// Publishes one candidate and checks: refused exactly when the rules say, with the right
 /// typed error and nothing written; else stored and delivered equal.
 async fn check_one(h: &Harness, c: &Candidate) -> Result<(), TestCaseError> {
-    let before = h.counts().await;
+    let before = table_counts(h.pool()).await;
     let event = c.to_event();
     let id = event.id();
     let result = h
@@ -378,13 +368,20 @@ async fn check_one(h: &Harness, c: &Candidate) -> Result<(), TestCaseError> {
     match result {
         Err(e) => {
             prop_assert_eq!(Some(variant(&e)), expected, "refused with {} ({:?})", e, e);
-            prop_assert_eq!(h.counts().await, before, "a refused publish wrote rows");
+            prop_assert_eq!(
+                table_counts(h.pool()).await,
+                before,
+                "a refused publish wrote rows"
+            );
         }
         Ok(outcome) => {
             prop_assert_eq!(expected, None, "accepted although invalid");
             prop_assert!(!outcome.is_duplicate());
             prop_assert_eq!(outcome.id(), id);
-            prop_assert_eq!(h.counts().await, (before.0 + 1, before.1 + 1));
+            prop_assert_eq!(
+                table_counts(h.pool()).await,
+                (before.0 + 1, before.1 + 1, before.2)
+            );
             let got = h.inbox.wait(id).await;
             prop_assert!(got.is_some(), "not delivered within 20 s");
             let got = got.unwrap();
@@ -404,40 +401,39 @@ async fn check_one(h: &Harness, c: &Candidate) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(Config {
+/// Counts of what the cases of a property test turned out to be, printed at the end.
+type Tally = Mutex<HashMap<&'static str, usize>>;
+
+fn count_in(tally: &Tally, outcome: &'static str) {
+    *tally.lock().unwrap().entry(outcome).or_default() += 1;
+}
+
+/// Runs `cases` cases of `strategy` through `test` (given the runtime, one harness for all
+/// cases, the case and the tally), prints the tally under `label`, and fails with
+/// proptest's report if a case failed.
+fn run_property<S: Strategy>(
+    label: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(&tokio::runtime::Runtime, &Harness, S::Value, &Tally) -> Result<(), TestCaseError>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let h = runtime.block_on(Harness::new());
+    let tally = Tally::default();
+    let mut runner = TestRunner::new(Config {
         cases,
         max_shrink_iters: 256,
         failure_persistence: None,
         ..Config::default()
-    })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-#[test]
-fn any_event_is_stored_and_delivered_equal_or_refused_with_a_typed_error() {
-    let runtime = runtime();
-    let h = runtime.block_on(Harness::new());
-    let cases = size(256, 4096);
-    let tally = Mutex::new(HashMap::<&'static str, usize>::new());
-    let result = runner(cases).run(&candidate(), |c| {
-        *tally
-            .lock()
-            .unwrap()
-            .entry(c.refusal().unwrap_or("stored and delivered"))
-            .or_default() += 1;
-        runtime.block_on(check_one(&h, &c))
     });
+    let result = runner.run(&strategy, |value| test(&runtime, &h, value, &tally));
     runtime.block_on(h.stop());
     println!(
-        "faults/bad-input (events): {cases} cases: {:?}",
+        "faults/bad-input ({label}): {cases} cases: {:?}",
         tally.lock().unwrap()
     );
     if let Err(e) = result {
@@ -446,10 +442,20 @@ fn any_event_is_stored_and_delivered_equal_or_refused_with_a_typed_error() {
 }
 
 #[test]
+fn any_event_is_stored_and_delivered_equal_or_refused_with_a_typed_error() {
+    run_property(
+        "events",
+        size(256, 4096),
+        candidate(),
+        |runtime, h, c, tally| {
+            count_in(tally, c.refusal().unwrap_or("stored and delivered"));
+            runtime.block_on(check_one(h, &c))
+        },
+    );
+}
+
+#[test]
 fn bytes_that_are_not_utf8_never_reach_pgbus_and_json_that_parses_round_trips() {
-    let runtime = runtime();
-    let h = runtime.block_on(Harness::new());
-    let cases = size(256, 4096);
     // Arbitrary bytes, valid JSON texts with a byte flipped, and valid JSON texts.
     let bytes = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..64),
@@ -461,84 +467,82 @@ fn bytes_that_are_not_utf8_never_reach_pgbus_and_json_that_parses_round_trips() 
         }),
         json().prop_map(|v| serde_json::to_vec(&v).unwrap()),
     ];
-    let tally = Mutex::new(HashMap::<&'static str, usize>::new());
-    let result = runner(cases).run(&bytes, |raw| {
-        let utf8 = std::str::from_utf8(&raw).is_ok();
-        let parsed = serde_json::from_slice::<Value>(&raw);
-        let outcome = match (&parsed, utf8) {
-            (Ok(_), false) => {
-                return Err(TestCaseError::fail(
-                    "serde_json accepted bytes that are not UTF-8",
-                ));
+    run_property(
+        "raw bytes",
+        size(256, 4096),
+        bytes,
+        |runtime, h, raw, tally| {
+            let utf8 = std::str::from_utf8(&raw).is_ok();
+            let parsed = serde_json::from_slice::<Value>(&raw);
+            let outcome = match (&parsed, utf8) {
+                (Ok(_), false) => {
+                    return Err(TestCaseError::fail(
+                        "serde_json accepted bytes that are not UTF-8",
+                    ));
+                }
+                (Err(_), false) => "not UTF-8: refused before pgbus",
+                (Err(_), true) => "not JSON: refused before pgbus",
+                (Ok(_), true) => "parsed: published",
+            };
+            count_in(tally, outcome);
+            match parsed {
+                Ok(data) => runtime.block_on(check_one(
+                    h,
+                    &Candidate {
+                        event_type: "input.raw".to_owned(),
+                        subject: None,
+                        key: None,
+                        dedupe_key: None,
+                        headers: BTreeMap::new(),
+                        data,
+                    },
+                )),
+                Err(_) => Ok(()),
             }
-            (Err(_), false) => "not UTF-8: refused before pgbus",
-            (Err(_), true) => "not JSON: refused before pgbus",
-            (Ok(_), true) => "parsed: published",
-        };
-        *tally.lock().unwrap().entry(outcome).or_default() += 1;
-        match parsed {
-            Ok(data) => runtime.block_on(check_one(
-                &h,
-                &Candidate {
-                    event_type: "input.raw".to_owned(),
-                    subject: None,
-                    key: None,
-                    dedupe_key: None,
-                    headers: BTreeMap::new(),
-                    data,
-                },
-            )),
-            Err(_) => Ok(()),
-        }
-    });
-    runtime.block_on(h.stop());
-    println!(
-        "faults/bad-input (raw bytes): {cases} cases: {:?}",
-        tally.lock().unwrap()
+        },
     );
-    if let Err(e) = result {
-        panic!("{e}");
-    }
 }
 
 #[test]
 fn a_batch_with_one_bad_event_writes_nothing() {
-    let runtime = runtime();
-    let h = runtime.block_on(Harness::new());
-    let cases = size(64, 512);
-    let result = runner(cases).run(&proptest::collection::vec(candidate(), 1..6), |batch| {
-        runtime.block_on(async {
-            let before = h.counts().await;
-            let events: Vec<NewEvent> = batch.iter().map(Candidate::to_event).collect();
-            let result = h
-                .publisher
-                .publish_all(&mut h.pool().acquire().await.expect("conn"), &events)
-                .await;
+    run_property(
+        "batches",
+        size(64, 512),
+        proptest::collection::vec(candidate(), 1..6),
+        |runtime, h, batch, tally| {
             let first_refusal = batch.iter().find_map(Candidate::refusal);
-            match result {
-                Err(e) => {
-                    prop_assert_eq!(Some(variant(&e)), first_refusal, "{}", e);
-                    prop_assert_eq!(h.counts().await, before, "half-written batch");
-                }
-                Ok(outcomes) => {
-                    prop_assert_eq!(first_refusal, None);
-                    prop_assert_eq!(outcomes.len(), batch.len());
-                    let n = batch.len() as i64;
-                    prop_assert_eq!(h.counts().await, (before.0 + n, before.1 + n));
-                    for (c, e) in batch.iter().zip(&events) {
-                        let got = h.inbox.wait(e.id()).await;
-                        prop_assert!(got.is_some(), "not delivered");
-                        prop_assert!(same_json(&got.unwrap().data, &c.data));
+            count_in(tally, first_refusal.unwrap_or("stored and delivered"));
+            runtime.block_on(async {
+                let before = table_counts(h.pool()).await;
+                let events: Vec<NewEvent> = batch.iter().map(Candidate::to_event).collect();
+                let result = h
+                    .publisher
+                    .publish_all(&mut h.pool().acquire().await.expect("conn"), &events)
+                    .await;
+                match result {
+                    Err(e) => {
+                        prop_assert_eq!(Some(variant(&e)), first_refusal, "{}", e);
+                        prop_assert_eq!(table_counts(h.pool()).await, before, "half-written batch");
+                    }
+                    Ok(outcomes) => {
+                        prop_assert_eq!(first_refusal, None);
+                        prop_assert_eq!(outcomes.len(), batch.len());
+                        let n = batch.len() as i64;
+                        prop_assert_eq!(
+                            table_counts(h.pool()).await,
+                            (before.0 + n, before.1 + n, before.2)
+                        );
+                        for (c, e) in batch.iter().zip(&events) {
+                            let got = h.inbox.wait(e.id()).await;
+                            prop_assert!(got.is_some(), "not delivered");
+                            prop_assert!(same_json(&got.unwrap().data, &c.data));
+                        }
                     }
                 }
-            }
-            Ok(())
-        })
-    });
-    runtime.block_on(h.stop());
-    if let Err(e) = result {
-        panic!("{e}");
-    }
+                Ok(())
+            })
+        },
+    );
 }
 
 /// Floats keep their exact value through jsonb. jsonb prints a number like `9.733040937306484e219`

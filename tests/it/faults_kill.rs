@@ -10,11 +10,17 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::faults_support::{
-    CREATE_LOG_TABLE, DEAD, log_rows, lost_pairs, rows, scalar, size, state_counts, wait_until,
+use crate::support::database::{count, db};
+use crate::support::deliveries::{
+    deliveries, delivery_count, delivery_count_in, delivery_count_not_in, state_counts,
 };
-use crate::faults_worker::{Fleet, Mode, WorkerConfig};
-use crate::support::db;
+use crate::support::env::size;
+use crate::support::fault_log::{LogRow, create_fault_log, log_rows, lost_pairs};
+use crate::support::fleet::Fleet;
+use crate::support::publishing::publish_events;
+use crate::support::states::DEAD;
+use crate::support::wait::wait_until;
+use crate::support::worker::{Mode, WorkerConfig};
 
 /// A small xorshift generator: the tests need a little randomness, not a crate.
 pub struct Rng(u64);
@@ -80,12 +86,9 @@ async fn killed_workers_lose_no_delivery() {
     let started = Instant::now();
     let db = db().await;
     let pool = db.pool().clone();
-    sqlx::query(CREATE_LOG_TABLE)
-        .execute(&pool)
-        .await
-        .expect("creating fault_log");
+    create_fault_log(&pool).await;
     let subscriptions = ["kill-a", "kill-b", "kill-c"];
-    let mut fleet = Fleet::new(WorkerConfig {
+    let config = WorkerConfig {
         url: db.url().to_owned(),
         mode: Mode::Record,
         subscriptions: subscriptions.iter().map(|s| (*s).to_owned()).collect(),
@@ -95,17 +98,8 @@ async fn killed_workers_lose_no_delivery() {
         batch_size: 25,
         max_attempts: 25,
         poll_interval: Duration::from_millis(250),
-    });
-    const WORKERS: usize = 3;
-    for _ in 0..WORKERS {
-        fleet.spawn();
-    }
-    wait_until(
-        "the workers to register their subscriptions",
-        Duration::from_secs(60),
-        || async { scalar(&pool, "SELECT count(*) FROM pgbus.subscriptions").await == 3 },
-    )
-    .await;
+    };
+    let mut fleet = Fleet::start(&pool, config, 3).await;
 
     let publisher = tokio::spawn(publish_paced(pool.clone(), total, publish_for));
     let mut rng = Rng::from_time();
@@ -123,9 +117,7 @@ async fn killed_workers_lose_no_delivery() {
             Some(until) if Instant::now() >= until => break,
             _ => {}
         }
-        if kill_until.is_some()
-            && scalar(&pool, "SELECT count(*) FROM pgbus.deliveries").await < 300
-        {
+        if kill_until.is_some() && delivery_count(&pool).await < 300 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(rng.range(200, 600))).await;
@@ -143,13 +135,13 @@ async fn killed_workers_lose_no_delivery() {
     let published = publisher.await.expect("the publisher task");
     assert_eq!(published.len(), total);
     let killing_ended = Instant::now();
-    let backlog = scalar(&pool, "SELECT count(*) FROM pgbus.deliveries").await;
-    let suspects = scalar(&pool, "SELECT count(*) FROM pgbus.deliveries WHERE solo").await;
+    let backlog = delivery_count(&pool).await;
+    let suspects = count(&pool, "SELECT count(*) FROM pgbus.deliveries WHERE solo").await;
 
     wait_until(
         "every delivery to be done (deliveries table empty)",
         Duration::from_secs(size(240, 900)),
-        || async { scalar(&pool, "SELECT count(*) FROM pgbus.deliveries").await == 0 },
+        || async { delivery_count(&pool).await == 0 },
     )
     .await;
     let drained_in = killing_ended.elapsed();
@@ -163,11 +155,11 @@ async fn killed_workers_lose_no_delivery() {
 
     // Every published (event, subscription) pair handled at least once.
     assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM pgbus.events").await,
+        count(&pool, "SELECT count(*) FROM pgbus.events").await,
         total as i64
     );
     let lost = lost_pairs(&pool, &published, &subscriptions).await;
-    let left = rows(&pool).await;
+    let left = deliveries(&pool).await;
     assert!(
         left.is_empty(),
         "deliveries left: {:?}",
@@ -178,7 +170,7 @@ async fn killed_workers_lose_no_delivery() {
     // from a worker that was killed (a live worker writes its outcome, so nothing runs
     // again), each run of a pair must be of the same delivery, with a new attempt number.
     let log = log_rows(&pool).await;
-    let mut by_pair: HashMap<(Uuid, &str), Vec<&crate::faults_support::LogRow>> = HashMap::new();
+    let mut by_pair: HashMap<(Uuid, &str), Vec<&LogRow>> = HashMap::new();
     for r in &log {
         by_pair
             .entry((r.event_id, r.subscription.as_str()))
@@ -228,11 +220,8 @@ async fn poison_delivery_ends_dead_and_its_neighbours_are_delivered() {
     const NEIGHBOURS: usize = 40;
     let db = db().await;
     let pool = db.pool().clone();
-    sqlx::query(CREATE_LOG_TABLE)
-        .execute(&pool)
-        .await
-        .expect("creating fault_log");
-    let mut fleet = Fleet::new(WorkerConfig {
+    create_fault_log(&pool).await;
+    let config = WorkerConfig {
         url: db.url().to_owned(),
         mode: Mode::Poison,
         subscriptions: vec!["poison-a".to_owned()],
@@ -242,28 +231,15 @@ async fn poison_delivery_ends_dead_and_its_neighbours_are_delivered() {
         batch_size: 20,
         max_attempts: MAX_ATTEMPTS,
         poll_interval: Duration::from_millis(100),
-    });
-    const WORKERS: usize = 2;
-    for _ in 0..WORKERS {
-        fleet.spawn();
-    }
-    wait_until(
-        "the workers to register",
-        Duration::from_secs(60),
-        || async { scalar(&pool, "SELECT count(*) FROM pgbus.subscriptions").await == 1 },
-    )
-    .await;
+    };
+    let mut fleet = Fleet::start(&pool, config, 2).await;
 
     // The poison event first (smaller priority), so it is claimed with neighbours beside it.
     let mut events = vec![NewEvent::raw("fault.poison", json!({ "poison": true })).priority(-1)];
     events.extend((0..NEIGHBOURS).map(|n| NewEvent::raw("fault.tick", json!({ "n": n }))));
     let poison_id = events[0].id();
     let neighbours: Vec<Uuid> = events[1..].iter().map(NewEvent::id).collect();
-    Publisher::new("faults.poison")
-        .expect("publisher")
-        .publish_all(&mut pool.acquire().await.expect("conn"), &events)
-        .await
-        .expect("publish");
+    publish_events(&pool, &events).await;
 
     // Restart workers as they die, until the poison is dead and everything else delivered.
     let mut crashes = 0usize;
@@ -271,32 +247,22 @@ async fn poison_delivery_ends_dead_and_its_neighbours_are_delivered() {
     loop {
         let died = fleet.reap();
         crashes += died;
-        for _ in 0..died {
-            fleet.spawn();
-        }
-        let open = scalar(
-            &pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state <> 3",
-        )
-        .await;
-        let dead = scalar(
-            &pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 3",
-        )
-        .await;
+        fleet.spawn_n(died);
+        let open = delivery_count_not_in(&pool, &[DEAD]).await;
+        let dead = delivery_count_in(&pool, &[DEAD]).await;
         if open == 0 && dead >= 1 {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "poison test did not settle in 90 s: {crashes} crashes, rows {:?}",
-            rows(&pool).await
+            deliveries(&pool).await
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     fleet.kill_all().await;
 
-    let left = rows(&pool).await;
+    let left = deliveries(&pool).await;
     assert_eq!(left.len(), 1, "only the poison delivery is left: {left:#?}");
     let poison = &left[0];
     assert_eq!(poison.event_id, poison_id);

@@ -7,19 +7,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pgbus::{
-    Delivery, Dispatcher, HandlerError, NewEvent, Publisher, RawHandler, RetryPolicy, Subscription,
-};
+use pgbus::{Delivery, Dispatcher, HandlerError, NewEvent, Publisher, RawHandler, Subscription};
 use serde_json::json;
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::faults_support::{
-    CREATE_LOG_TABLE, DONE, PENDING, lost_pairs, record, rows, scalar, wait_until,
-};
-use crate::support::db;
+use crate::support::database::db;
+use crate::support::deliveries::{deliveries, delivery_count, delivery_count_in};
+use crate::support::dispatcher::{dispatcher, fault_retry, shutdown, start};
+use crate::support::fault_log::{Recorder, create_fault_log, lost_pairs};
+use crate::support::publishing::publish_events;
+use crate::support::states::{DONE, PENDING};
+use crate::support::wait::wait_until;
 
 /// Even-numbered events finish in 300 ms, odd ones take a minute.
 struct HalfSlow {
@@ -63,30 +63,27 @@ async fn shutdown_with_100_handlers_in_flight_releases_the_unfinished() {
     let pool = db.pool();
     let running = Arc::new(AtomicUsize::new(0));
     let calls = Arc::new(Mutex::new(Vec::new()));
-    let handle = Dispatcher::builder(pool.clone())
-        .poll_interval(Duration::from_millis(50))
-        .shutdown_timeout(Duration::from_secs(1))
-        .retain_done(true)
-        .subscribe(
-            Subscription::raw(
-                "busy",
-                ["fault.*"],
-                HalfSlow {
-                    running: running.clone(),
-                    calls: calls.clone(),
-                },
-            )
-            .concurrency(N),
-        )
-        .build()
-        .expect("settings")
-        .start()
-        .await
-        .expect("start");
+    let handle = start(
+        dispatcher(pool)
+            .shutdown_timeout(Duration::from_secs(1))
+            .retain_done(true)
+            .subscribe(
+                Subscription::raw(
+                    "busy",
+                    ["fault.*"],
+                    HalfSlow {
+                        running: running.clone(),
+                        calls: calls.clone(),
+                    },
+                )
+                .concurrency(N),
+            ),
+    )
+    .await;
     let events: Vec<NewEvent> = (0..N)
         .map(|n| NewEvent::raw("fault.busy", json!({ "n": n })))
         .collect();
-    crate::util::publish_events(pool, &events).await;
+    publish_events(pool, &events).await;
     wait_until(
         "100 handlers in flight",
         Duration::from_secs(30),
@@ -95,16 +92,13 @@ async fn shutdown_with_100_handlers_in_flight_releases_the_unfinished() {
     .await;
 
     let began = Instant::now();
-    let report = tokio::time::timeout(Duration::from_secs(30), handle.shutdown())
-        .await
-        .expect("shutdown within 30 s")
-        .expect("shutdown");
+    let report = shutdown(handle).await;
     let took = began.elapsed();
     assert!(!report.finished_in_time, "{report:?}");
     assert_eq!(report.released, N / 2, "{report:?}");
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
 
-    let after = rows(pool).await;
+    let after = deliveries(pool).await;
     let done = after.iter().filter(|r| r.state == DONE).count();
     let released: Vec<_> = after.iter().filter(|r| r.state == PENDING).collect();
     assert_eq!(done, N / 2, "those finishing within the deadline are done");
@@ -127,29 +121,18 @@ async fn shutdown_with_100_handlers_in_flight_releases_the_unfinished() {
 
     // A new dispatcher finishes them.
     let second = Arc::new(Mutex::new(Vec::new()));
-    let handle = Dispatcher::builder(pool.clone())
-        .poll_interval(Duration::from_millis(50))
-        .retain_done(true)
-        .subscribe(Subscription::raw("busy", ["fault.*"], Quick(second.clone())).concurrency(N))
-        .build()
-        .expect("settings")
-        .start()
-        .await
-        .expect("start");
+    let handle =
+        start(dispatcher(pool).retain_done(true).subscribe(
+            Subscription::raw("busy", ["fault.*"], Quick(second.clone())).concurrency(N),
+        ))
+        .await;
     wait_until(
         "the new dispatcher to finish them",
         Duration::from_secs(30),
-        || async {
-            scalar(
-                pool,
-                "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
-            )
-            .await
-                == N as i64
-        },
+        || async { delivery_count_in(pool, &[DONE]).await == N as i64 },
     )
     .await;
-    let report = handle.shutdown().await.expect("shutdown");
+    let report = shutdown(handle).await;
     assert_eq!(report.released, 0);
     let second = second.lock().unwrap().clone();
     let released_ids: HashSet<i64> = released.iter().map(|r| r.id).collect();
@@ -167,25 +150,12 @@ async fn shutdown_with_100_handlers_in_flight_releases_the_unfinished() {
     );
 }
 
-struct Recorder(PgPool);
-
-#[async_trait]
-impl RawHandler for Recorder {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        record(&self.0, delivery, std::process::id()).await?;
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatcher_and_20_publishers_on_a_4_connection_pool_make_progress() {
     const PUBLISHERS: usize = 20;
     const EACH: usize = 50;
     let db = db().await;
-    sqlx::query(CREATE_LOG_TABLE)
-        .execute(db.pool())
-        .await
-        .expect("creating fault_log");
+    create_fault_log(db.pool()).await;
     // One small pool for everything: LISTEN, claims, completions, lease extensions, the
     // handlers' own writes and the publishers' transactions.
     let pool = PgPoolOptions::new()
@@ -194,22 +164,16 @@ async fn dispatcher_and_20_publishers_on_a_4_connection_pool_make_progress() {
         .connect(db.url())
         .await
         .expect("small pool");
-    let handle = Dispatcher::builder(pool.clone())
-        .poll_interval(Duration::from_millis(100))
-        .subscribe(
-            Subscription::raw("starved", ["fault.*"], Recorder(pool.clone()))
-                .concurrency(16)
-                .retry(
-                    RetryPolicy::default()
-                        .base_delay(Duration::from_millis(50))
-                        .max_delay(Duration::from_millis(500)),
-                ),
-        )
-        .build()
-        .expect("settings")
-        .start()
-        .await
-        .expect("start");
+    let handle = start(
+        Dispatcher::builder(pool.clone())
+            .poll_interval(Duration::from_millis(100))
+            .subscribe(
+                Subscription::raw("starved", ["fault.*"], Recorder(pool.clone()))
+                    .concurrency(16)
+                    .retry(fault_retry()),
+            ),
+    )
+    .await;
 
     let began = Instant::now();
     let publisher = Publisher::new("faults.starved").expect("publisher");
@@ -251,14 +215,11 @@ async fn dispatcher_and_20_publishers_on_a_4_connection_pool_make_progress() {
     wait_until(
         "every event to be delivered",
         Duration::from_secs(60),
-        || async { scalar(&pool, "SELECT count(*) FROM pgbus.deliveries").await == 0 },
+        || async { delivery_count(&pool).await == 0 },
     )
     .await;
     let delivered_in = began.elapsed();
-    let report = tokio::time::timeout(Duration::from_secs(30), handle.shutdown())
-        .await
-        .expect("shutdown within 30 s")
-        .expect("shutdown");
+    let report = shutdown(handle).await;
     assert_eq!(report.released, 0);
     assert_eq!(published.len(), PUBLISHERS * EACH);
     assert_eq!(lost_pairs(&pool, &published, &["starved"]).await, 0);

@@ -20,8 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pgbus::{
-    Delivery, Dispatcher, DispatcherHandle, HandlerError, NewEvent, Publisher, RawHandler,
-    RetryPolicy, Subscription,
+    Delivery, DispatcherHandle, HandlerError, NewEvent, Publisher, RawHandler, RetryPolicy,
+    Subscription,
 };
 use pgbus_testing::TestDatabase;
 use proptest::prelude::*;
@@ -31,7 +31,10 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use crate::faults_support::size;
+use crate::support::deliveries::{delivery, delivery_count_in};
+use crate::support::dispatcher::{dispatcher, shutdown, start};
+use crate::support::env::size;
+use crate::support::states::{DEAD, DONE, PENDING, RUNNING, State};
 
 /// What the handler does on one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,8 +185,8 @@ impl RawHandler for Scripted {
 struct Change {
     delivery: i64,
     op: String,
-    old_state: Option<i16>,
-    new_state: Option<i16>,
+    old_state: Option<State>,
+    new_state: Option<State>,
     old_attempts: Option<i32>,
     new_attempts: Option<i32>,
     new_solo: Option<bool>,
@@ -225,23 +228,20 @@ CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON pgbus.deliveries
     FOR EACH ROW EXECUTE FUNCTION audit_delivery();
 "#;
 
-async fn start(pool: &PgPool, handler: Scripted, max_attempts: u32) -> DispatcherHandle {
-    Dispatcher::builder(pool.clone())
-        .poll_interval(Duration::from_millis(50))
-        .shutdown_timeout(Duration::from_millis(200))
-        .retain_done(true)
-        .subscribe(
-            Subscription::raw("model", ["model.*"], handler)
-                .concurrency(1)
-                .lease(LEASE)
-                .handler_timeout(HANDLER_TIMEOUT)
-                .retry(policy(max_attempts)),
-        )
-        .build()
-        .expect("settings")
-        .start()
-        .await
-        .expect("start")
+async fn start_model(pool: &PgPool, handler: Scripted, max_attempts: u32) -> DispatcherHandle {
+    start(
+        dispatcher(pool)
+            .shutdown_timeout(Duration::from_millis(200))
+            .retain_done(true)
+            .subscribe(
+                Subscription::raw("model", ["model.*"], handler)
+                    .concurrency(1)
+                    .lease(LEASE)
+                    .handler_timeout(HANDLER_TIMEOUT)
+                    .retry(policy(max_attempts)),
+            ),
+    )
+    .await
 }
 
 /// Plays one script against a real dispatcher; returns the recorded changes, the handler
@@ -263,7 +263,7 @@ async fn play(script: &Script) -> Result<(Vec<Change>, Vec<(usize, u32)>), TestC
         calls: calls.clone(),
         signals: signals.clone(),
     };
-    let mut handle = Some(start(&pool, handler(), script.max_attempts).await);
+    let mut handle = Some(start_model(&pool, handler(), script.max_attempts).await);
 
     // Publish each event at its time.
     let publisher = {
@@ -315,23 +315,18 @@ async fn play(script: &Script) -> Result<(Vec<Change>, Vec<(usize, u32)>), TestC
                     for _ in 0..15 {
                         sqlx::query(
                             "UPDATE pgbus.deliveries SET run_at = now() - interval '1 second'
-                             WHERE id = $1 AND state = 1 AND attempts = $2",
+                             WHERE id = $1 AND state = $2 AND attempts = $3",
                         )
                         .bind(id)
+                        .bind(RUNNING)
                         .bind(attempt as i32)
                         .execute(&pool)
                         .await
                         .expect("expiring a lease");
                         tokio::time::sleep(Duration::from_millis(20)).await;
-                        let still: bool = sqlx::query_scalar(
-                            "SELECT EXISTS (SELECT 1 FROM pgbus.deliveries
-                                            WHERE id = $1 AND state = 1 AND attempts = $2)",
-                        )
-                        .bind(id)
-                        .bind(attempt as i32)
-                        .fetch_one(&pool)
-                        .await
-                        .expect("reading a delivery");
+                        let still = delivery(&pool, id).await.is_some_and(|r| {
+                            r.state == RUNNING && r.attempts == attempt as i32
+                        });
                         if !still {
                             break;
                         }
@@ -339,42 +334,24 @@ async fn play(script: &Script) -> Result<(Vec<Change>, Vec<(usize, u32)>), TestC
                     release.notify_one();
                 }
                 Signal::Shutdown => {
-                    let report = handle
-                        .take()
-                        .expect("a running dispatcher")
-                        .shutdown()
-                        .await
-                        .expect("shutdown");
+                    let report = shutdown(handle.take().expect("a running dispatcher")).await;
                     prop_assert!(!report.finished_in_time, "{report:?}");
-                    let running: i64 = sqlx::query_scalar(
-                        "SELECT count(*) FROM pgbus.deliveries WHERE state = 1",
-                    )
-                    .fetch_one(&pool)
-                    .await
-                    .expect("count");
+                    let running = delivery_count_in(&pool, &[RUNNING]).await;
                     prop_assert_eq!(running, 0, "rows left running after a shutdown");
-                    handle = Some(start(&pool, handler(), script.max_attempts).await);
+                    handle = Some(start_model(&pool, handler(), script.max_attempts).await);
                 }
             },
             _ = tokio::time::sleep(Duration::from_millis(50)) => {
                 published = published || publisher.is_finished();
-                if published {
-                    let finished: i64 = sqlx::query_scalar(
-                        "SELECT count(*) FROM pgbus.deliveries WHERE state IN (2, 3)",
-                    )
-                    .fetch_one(&pool)
-                    .await
-                    .expect("count");
-                    if finished == total {
-                        break;
-                    }
+                if published && delivery_count_in(&pool, &[DONE, DEAD]).await == total {
+                    break;
                 }
             }
         }
     }
     let event_ids = publisher.await.expect("publisher");
     if let Some(h) = handle.take() {
-        let report = h.shutdown().await.expect("shutdown");
+        let report = shutdown(h).await;
         prop_assert_eq!(report.released, 0);
     }
     let index: HashMap<uuid::Uuid, i32> = event_ids
@@ -408,14 +385,26 @@ async fn play(script: &Script) -> Result<(Vec<Change>, Vec<(usize, u32)>), TestC
 }
 
 /// The model's view of one delivery.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Model {
     attempts: u32,
-    state: i16,
+    state: State,
     last_error: Option<String>,
     solo: bool,
     /// Attempts whose handler was started (counted claims).
     counted: u32,
+}
+
+impl Default for Model {
+    fn default() -> Model {
+        Model {
+            attempts: 0,
+            state: PENDING,
+            last_error: None,
+            solo: false,
+            counted: 0,
+        }
+    }
 }
 
 fn delay_band(attempt: u32) -> (f64, f64) {
@@ -442,7 +431,7 @@ fn check(script: &Script, audit: &[Change], calls: &[(usize, u32)]) -> Result<()
             .or_insert_with(|| (event, Model::default()));
         match c.op.as_str() {
             "I" => {
-                prop_assert_eq!(c.new_state, Some(0), "{}", ctx());
+                prop_assert_eq!(c.new_state, Some(PENDING), "{}", ctx());
                 prop_assert_eq!(c.new_attempts, Some(0), "{}", ctx());
                 continue;
             }
@@ -455,13 +444,13 @@ fn check(script: &Script, audit: &[Change], calls: &[(usize, u32)]) -> Result<()
         prop_assert_eq!(old_attempts as u32, m.attempts, "model attempts: {}", ctx());
         match (old_state, new_state) {
             // Lease extension (or the test expiring a lease).
-            (1, 1) => {
+            (RUNNING, RUNNING) => {
                 prop_assert_eq!(new_attempts, old_attempts, "{}", ctx());
                 continue;
             }
             // Claim: the attempt is counted, the lease written.
-            (0, 1) => {
-                prop_assert!(m.state == 0, "claimed a finished delivery: {}", ctx());
+            (PENDING, RUNNING) => {
+                prop_assert!(m.state == PENDING, "claimed a finished delivery: {}", ctx());
                 prop_assert_eq!(new_attempts, old_attempts + 1, "{}", ctx());
                 let lease = (c.new_run_at.unwrap() - c.tx_now).as_seconds_f64();
                 prop_assert!(
@@ -471,17 +460,17 @@ fn check(script: &Script, audit: &[Change], calls: &[(usize, u32)]) -> Result<()
                 );
                 prop_assert!(m.attempts < max, "more attempts than the policy: {}", ctx());
                 m.attempts += 1;
-                m.state = 1;
+                m.state = RUNNING;
                 continue;
             }
             // Released without having run (shutdown before it started): not counted.
-            (1, 0) if new_attempts == old_attempts - 1 => {
+            (RUNNING, PENDING) if new_attempts == old_attempts - 1 => {
                 prop_assert_eq!(&c.new_last_error, &m.last_error, "{}", ctx());
                 m.attempts -= 1;
-                m.state = 0;
+                m.state = PENDING;
                 continue;
             }
-            (1, _) => {}
+            (RUNNING, _) => {}
             _ => return Err(TestCaseError::fail(format!("unexpected change: {}", ctx()))),
         }
         // The outcome of attempt n.
@@ -491,13 +480,17 @@ fn check(script: &Script, audit: &[Change], calls: &[(usize, u32)]) -> Result<()
         let step = script.step(event, n);
         let failed = |msg: String| {
             if n >= max {
-                (3, Some(format!("gave up after {n} attempts: {msg}")), false)
+                (
+                    DEAD,
+                    Some(format!("gave up after {n} attempts: {msg}")),
+                    false,
+                )
             } else {
-                (0, Some(msg), false)
+                (PENDING, Some(msg), false)
             }
         };
         let (state, last_error, solo) = match step {
-            Step::Ok => (2, m.last_error.clone(), false),
+            Step::Ok => (DONE, m.last_error.clone(), false),
             Step::Retry | Step::RetryAfter(_) => failed(message("retry", event, n)),
             Step::Panic => failed(format!("handler panicked: {}", message("panic", event, n))),
             Step::Timeout => failed(format!("handler timed out after {HANDLER_TIMEOUT:?}")),
@@ -510,9 +503,9 @@ fn check(script: &Script, audit: &[Change], calls: &[(usize, u32)]) -> Result<()
                 false,
             ),
             // Not taken over before the handler returned: its own outcome (Ok) stands.
-            Step::LeaseExpiry if c.new_state == Some(2) => (2, m.last_error.clone(), false),
+            Step::LeaseExpiry if c.new_state == Some(DONE) => (DONE, m.last_error.clone(), false),
             Step::LeaseExpiry => (
-                if n >= max { 3 } else { 0 },
+                if n >= max { DEAD } else { PENDING },
                 Some(format!(
                     "lease expired during attempt {n} of {max}: {EXPIRED}"
                 )),
@@ -521,12 +514,12 @@ fn check(script: &Script, audit: &[Change], calls: &[(usize, u32)]) -> Result<()
             Step::Shutdown => {
                 if n >= max {
                     (
-                        3,
+                        DEAD,
                         Some(format!("gave up after {n} attempts: {INTERRUPTED}")),
                         false,
                     )
                 } else {
-                    (0, Some(INTERRUPTED.to_owned()), m.solo)
+                    (PENDING, Some(INTERRUPTED.to_owned()), m.solo)
                 }
             }
         };
@@ -541,7 +534,7 @@ fn check(script: &Script, audit: &[Change], calls: &[(usize, u32)]) -> Result<()
         prop_assert_eq!(c.new_solo, Some(solo), "solo after {:?}: {}", step, ctx());
         let run_at = c.new_run_at.unwrap();
         let wait = (run_at - c.tx_now).as_seconds_f64();
-        if state == 0 {
+        if state == PENDING {
             match step {
                 Step::RetryAfter(ms) => {
                     prop_assert!((wait - f64::from(ms) / 1000.0).abs() < eps, "{}", ctx());
@@ -585,7 +578,7 @@ fn check(script: &Script, audit: &[Change], calls: &[(usize, u32)]) -> Result<()
         // Each transition was checked against the policy above; here: it ended, and the
         // handler ran exactly once per counted attempt.
         prop_assert!(
-            m.state == 2 || m.state == 3,
+            m.state == DONE || m.state == DEAD,
             "event {event} not finished: {m:?}"
         );
         prop_assert!(m.attempts <= max, "attempts of event {}: {:?}", event, m);
@@ -641,8 +634,8 @@ fn delivery_state_machine_matches_the_model() {
             *stats.entry("lease taken back").or_default() += audit
                 .iter()
                 .filter(|c| {
-                    c.old_state == Some(1)
-                        && matches!(c.new_state, Some(0 | 3))
+                    c.old_state == Some(RUNNING)
+                        && matches!(c.new_state, Some(PENDING | DEAD))
                         && c.new_attempts == c.old_attempts
                         && c.new_last_error
                             .as_deref()

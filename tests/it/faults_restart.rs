@@ -10,23 +10,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use pgbus::{
-    Delivery, Dispatcher, DispatcherHandle, HandlerError, NewEvent, Publisher, RawHandler,
-    RetryPolicy, Subscription,
-};
+use pgbus::{DispatcherHandle, NewEvent, Publisher, Subscription};
 use pgbus_testing::{Cluster, ClusterOptions, database_url_from_env};
 use serde_json::json;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::faults_support::{
-    CREATE_LOG_TABLE, log_rows, lost_pairs, record, scalar, size, state_counts, try_scalar,
-    wait_until,
-};
+use crate::support::database::{count, lazy_pool, try_count};
+use crate::support::deliveries::state_counts;
+use crate::support::dispatcher::{dispatcher, fault_retry, start};
+use crate::support::env::size;
+use crate::support::fault_log::{Recorder, create_fault_log, log_rows, lost_pairs};
+use crate::support::wait::wait_until;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Restart {
@@ -38,49 +35,19 @@ enum Restart {
 
 const SUBSCRIPTIONS: [&str; 2] = ["restart-a", "restart-b"];
 
-/// A pool that gives up on a connection after `acquire_timeout` (the pool retries
-/// connecting until then, so an outage shorter than that is not seen at all).
-fn pool(url: &str, max: u32, acquire_timeout: Duration) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(acquire_timeout)
-        .connect_lazy(url)
-        .expect("pool")
-}
-
-struct Recorder(PgPool);
-
-#[async_trait]
-impl RawHandler for Recorder {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        record(&self.0, delivery, std::process::id()).await?;
-        Ok(())
-    }
-}
-
 async fn start_dispatcher(url: &str) -> DispatcherHandle {
-    let handler_pool = pool(url, 4, Duration::from_secs(2));
-    let mut builder = Dispatcher::builder(pool(url, 4, Duration::from_secs(2)))
-        .poll_interval(Duration::from_millis(200))
-        .shutdown_timeout(Duration::from_secs(5));
+    let handler_pool = lazy_pool(url, 4, Duration::from_secs(2));
+    let mut builder = dispatcher(&lazy_pool(url, 4, Duration::from_secs(2)))
+        .poll_interval(Duration::from_millis(200));
     for name in SUBSCRIPTIONS {
         builder = builder.subscribe(
             Subscription::raw(name, ["fault.*"], Recorder(handler_pool.clone()))
                 .lease(Duration::from_secs(2))
                 .concurrency(8)
-                .retry(
-                    RetryPolicy::default()
-                        .base_delay(Duration::from_millis(50))
-                        .max_delay(Duration::from_millis(500)),
-                ),
+                .retry(fault_retry()),
         );
     }
-    builder
-        .build()
-        .expect("dispatcher settings")
-        .start()
-        .await
-        .expect("starting a dispatcher")
+    start(builder).await
 }
 
 /// What the publishers saw.
@@ -161,12 +128,9 @@ async fn restart_while_publishing_and_dispatching(kind: Restart) {
     let url = cluster.url("faults");
     // Publishers give up on a connection after 500 ms, well within each outage, so
     // publishes during an outage fail (rather than wait for the server to come back).
-    let pool = pool(&url, 6, Duration::from_millis(500));
+    let pool = lazy_pool(&url, 6, Duration::from_millis(500));
     pgbus::migrate(&pool).await.expect("migrate");
-    sqlx::query(CREATE_LOG_TABLE)
-        .execute(&pool)
-        .await
-        .expect("creating fault_log");
+    create_fault_log(&pool).await;
     let dispatchers = vec![start_dispatcher(&url).await, start_dispatcher(&url).await];
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -221,7 +185,7 @@ async fn restart_while_publishing_and_dispatching(kind: Restart) {
     wait_until(
         "every committed event to be delivered",
         Duration::from_secs(90),
-        || async { try_scalar(&pool, "SELECT count(*) FROM pgbus.deliveries").await == Some(0) },
+        || async { try_count(&pool, "SELECT count(*) FROM pgbus.deliveries").await == Some(0) },
     )
     .await;
     let committed: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM pgbus.events")
@@ -244,7 +208,7 @@ async fn restart_while_publishing_and_dispatching(kind: Restart) {
     let log = log_rows(&pool).await;
     let pairs = committed.len() * SUBSCRIPTIONS.len();
     let duplicates = log.len() as i64
-        - scalar(
+        - count(
             &pool,
             "SELECT count(*) FROM (SELECT DISTINCT event_id, subscription FROM fault_log) p",
         )

@@ -7,24 +7,23 @@ use pgbus::Subscription;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::db;
-use crate::util::{
-    DEAD, DONE, Journal, RUNNING, SOON, count, deliveries, dispatcher, quick_retry, register,
-    start, stop, wait_until,
-};
-
-async fn publish_n(pool: &PgPool, n: usize) -> Vec<Uuid> {
-    crate::util::publish_n(pool, "job.run", n).await
-}
+use crate::support::database::db;
+use crate::support::deliveries::{deliveries, delivery_count, delivery_count_in};
+use crate::support::dispatcher::{dispatcher, quick_retry, register, shutdown, start, stop};
+use crate::support::journal::Journal;
+use crate::support::publishing::publish_n;
+use crate::support::states::{DEAD, DONE, RUNNING};
+use crate::support::wait::{SOON, wait_until};
 
 /// What a claim by a worker that then died leaves behind: running, attempt counted,
 /// lease already expired.
 async fn crash_claim(pool: &PgPool, extra_attempts: i32, event_ids: &[Uuid]) {
     let n = sqlx::query(
         "UPDATE pgbus.deliveries
-         SET state = 1, attempts = attempts + 1 + $1, run_at = now() - interval '1 second'
-         WHERE event_id = ANY($2)",
+         SET state = $1, attempts = attempts + 1 + $2, run_at = now() - interval '1 second'
+         WHERE event_id = ANY($3)",
     )
+    .bind(RUNNING)
     .bind(extra_attempts)
     .bind(event_ids)
     .execute(pool)
@@ -39,7 +38,7 @@ async fn expired_leases_are_taken_back_and_delivered_one_at_a_time() {
     let db = db().await;
     let pool = db.pool();
     register(pool, &[("jobs", &["job.*"])]).await;
-    let crashed = publish_n(pool, 3).await;
+    let crashed = publish_n(pool, "job.run", 3).await;
     crash_claim(pool, 0, &crashed).await;
 
     let journal = Journal::new();
@@ -63,24 +62,19 @@ async fn expired_leases_are_taken_back_and_delivered_one_at_a_time() {
     wait_until(
         "the three taken-back deliveries to be done",
         SOON,
-        || async {
-            count(
-                pool,
-                "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
-            )
-            .await
-                == 3
-        },
+        || async { delivery_count_in(pool, &[DONE]).await == 3 },
     )
     .await;
     stop(pool, handle).await;
 
     let calls = journal.calls();
-    let mut delivered: Vec<Uuid> = calls.iter().map(|c| c.event_id).collect();
-    delivered.sort();
     let mut want = crashed.clone();
     want.sort();
-    assert_eq!(delivered, want, "each crashed delivery runs exactly once");
+    assert_eq!(
+        journal.sorted_event_ids(),
+        want,
+        "each crashed delivery runs exactly once"
+    );
     assert!(
         calls.iter().all(|c| c.attempt == 2),
         "the lost attempt counts: {calls:?}"
@@ -105,7 +99,7 @@ async fn an_expired_lease_on_the_last_attempt_is_dead_and_its_neighbours_are_del
     let db = db().await;
     let pool = db.pool();
     register(pool, &[("jobs", &["job.*"])]).await;
-    let ids = publish_n(pool, 3).await;
+    let ids = publish_n(pool, "job.run", 3).await;
     // The first used its last attempt (2 of 2) when its worker died; the others their first.
     crash_claim(pool, 1, &ids[..1]).await;
     crash_claim(pool, 0, &ids[1..]).await;
@@ -120,28 +114,16 @@ async fn an_expired_lease_on_the_last_attempt_is_dead_and_its_neighbours_are_del
     )
     .await;
     wait_until("one dead, two done", SOON, || async {
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 3",
-        )
-        .await
-            == 1
-            && count(
-                pool,
-                "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
-            )
-            .await
-                == 2
+        delivery_count_in(pool, &[DEAD]).await == 1 && delivery_count_in(pool, &[DONE]).await == 2
     })
     .await;
     stop(pool, handle).await;
 
-    let mut delivered: Vec<Uuid> = journal.calls().iter().map(|c| c.event_id).collect();
-    delivered.sort();
     let mut want = ids[1..].to_vec();
     want.sort();
     assert_eq!(
-        delivered, want,
+        journal.sorted_event_ids(),
+        want,
         "the dead one must not run, the others once each"
     );
     for row in deliveries(pool).await {
@@ -179,9 +161,9 @@ async fn a_slow_handler_keeps_its_lease() {
         ),
     )
     .await;
-    publish_n(pool, 1).await;
+    publish_n(pool, "job.run", 1).await;
     wait_until("the delivery to be done", SOON, || async {
-        count(pool, "SELECT count(*) FROM pgbus.deliveries").await == 0
+        delivery_count(pool).await == 0
     })
     .await;
     stop(pool, handle).await;
@@ -223,13 +205,14 @@ async fn an_outcome_is_not_written_under_a_lease_taken_over_by_another_claim() {
         ),
     )
     .await;
-    publish_n(pool, 2).await;
+    publish_n(pool, "job.run", 2).await;
     wait_until("both handlers to start", SOON, || async {
         journal.len() == 2
     })
     .await;
     let ours: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT id, lease_id FROM pgbus.deliveries WHERE state = 1 ORDER BY id")
+        sqlx::query_as("SELECT id, lease_id FROM pgbus.deliveries WHERE state = $1 ORDER BY id")
+            .bind(RUNNING)
             .fetch_all(pool)
             .await
             .expect("claimed rows");
@@ -258,6 +241,6 @@ async fn an_outcome_is_not_written_under_a_lease_taken_over_by_another_claim() {
         .await
         .expect("lease ids");
     assert_eq!(leases, vec![-1, -1]);
-    let report = handle.shutdown().await.expect("shutdown");
+    let report = shutdown(handle).await;
     assert_eq!(report.released, 0);
 }

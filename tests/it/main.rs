@@ -1,4 +1,5 @@
 //! The integration tests: one binary, so the throwaway PostgreSQL cluster starts once.
+//! Their shared helpers are in [`support`].
 
 mod support;
 
@@ -10,7 +11,6 @@ mod migrate;
 mod publish;
 mod retry;
 mod shutdown;
-mod util;
 mod validation;
 mod wake;
 
@@ -20,5 +20,3 @@ mod faults_kill;
 mod faults_load;
 mod faults_model;
 mod faults_restart;
-mod faults_support;
-mod faults_worker;

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use pgbus::{Delivery, Dispatcher, HandlerError, NewEvent, Publisher, RawHandler, Subscription};
 use serde_json::json;
 
-use crate::support::{db, wait_for};
+use crate::support::database::{count, db};
+use crate::support::deliveries::delivery_count_in;
+use crate::support::states::{DEAD, DONE};
+use crate::support::wait::wait_until;
 
 struct FailMarked;
 
@@ -19,13 +22,6 @@ impl RawHandler for FailMarked {
         }
         Ok(())
     }
-}
-
-async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .fetch_one(pool)
-        .await
-        .expect(sql)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,16 +69,12 @@ async fn prunes_old_delivered_events_and_done_rows_only() {
         .unwrap();
 
     let handle = builder().build().unwrap().start().await.unwrap();
-    wait_for(Duration::from_secs(20), || async {
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state IN (2, 3)",
-        )
-        .await
-            == 4
-    })
-    .await
-    .expect("all deliveries finish");
+    wait_until(
+        "all deliveries to finish",
+        Duration::from_secs(20),
+        || async { delivery_count_in(pool, &[DONE, DEAD]).await == 4 },
+    )
+    .await;
     // Nothing is old yet: nothing pruned.
     assert_eq!(count(pool, "SELECT count(*) FROM pgbus.events").await, 5);
 
@@ -95,30 +87,17 @@ async fn prunes_old_delivered_events_and_done_rows_only() {
         .execute(pool)
         .await
         .unwrap();
-    wait_for(Duration::from_secs(20), || async {
-        count(pool, "SELECT count(*) FROM pgbus.events").await == 1
-    })
-    .await
-    .expect("old delivered events are pruned");
+    wait_until(
+        "old delivered events to be pruned",
+        Duration::from_secs(20),
+        || async { count(pool, "SELECT count(*) FROM pgbus.events").await == 1 },
+    )
+    .await;
     handle.shutdown().await.unwrap();
 
     // The dead delivery and its event stay; done rows are gone.
-    assert_eq!(
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 3"
-        )
-        .await,
-        1
-    );
-    assert_eq!(
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 2"
-        )
-        .await,
-        0
-    );
+    assert_eq!(delivery_count_in(pool, &[DEAD]).await, 1);
+    assert_eq!(delivery_count_in(pool, &[DONE]).await, 0);
     assert_eq!(
         count(
             pool,
@@ -182,8 +161,11 @@ async fn dispatcher_vacuums_deliveries_once_dead_tuples_pile_up() {
         .start()
         .await
         .unwrap();
-    wait_for(Duration::from_secs(30), vacuumed)
-        .await
-        .expect("the dispatcher vacuums pgbus.deliveries");
+    wait_until(
+        "the dispatcher to vacuum pgbus.deliveries",
+        Duration::from_secs(30),
+        vacuumed,
+    )
+    .await;
     handle.shutdown().await.unwrap();
 }

@@ -5,7 +5,7 @@ use std::sync::Barrier;
 
 use sqlx::PgPool;
 
-use crate::support::{db, empty_db};
+use crate::support::database::{db, empty_db};
 
 /// The `(version, name)` rows `pgbus.schema_migrations` must hold: one per file in
 /// `migrations/`, named `NNNN_description.sql`.

@@ -7,10 +7,11 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::db;
-use crate::util::{
-    Journal, SOON, count, deliveries, dispatcher, register, start, stop, table_counts, wait_until,
-};
+use crate::support::database::{count, db, table_counts};
+use crate::support::deliveries::{deliveries, delivery_count};
+use crate::support::dispatcher::{dispatcher, register, start, stop};
+use crate::support::journal::Journal;
+use crate::support::wait::{SOON, wait_until};
 
 fn publisher() -> Publisher {
     Publisher::new("publish-tests").expect("publisher")
@@ -145,7 +146,7 @@ async fn committed_publish_is_delivered_with_its_metadata() {
         json!({"correlation_id": "c-1", "traceparent": "00-abc-def-01"})
     );
     wait_until("the done delivery to be deleted", SOON, || async {
-        count(pool, "SELECT count(*) FROM pgbus.deliveries").await == 0
+        delivery_count(pool).await == 0
     })
     .await;
     stop(pool, handle).await;
@@ -251,16 +252,14 @@ async fn events_published_before_a_subscription_existed_are_not_delivered_to_it(
     )
     .await;
     wait_until("the queue to drain", SOON, || async {
-        count(pool, "SELECT count(*) FROM pgbus.deliveries").await == 0
+        delivery_count(pool).await == 0
     })
     .await;
     stop(pool, handle).await;
 
-    let mut old_events: Vec<Uuid> = old.calls().iter().map(|c| c.event_id).collect();
-    old_events.sort();
     let mut want = vec![before_id, after_id];
     want.sort();
-    assert_eq!(old_events, want);
+    assert_eq!(old.sorted_event_ids(), want);
     let new_events: Vec<Uuid> = new.calls().iter().map(|c| c.event_id).collect();
     assert_eq!(new_events, vec![after_id]);
 }

@@ -13,46 +13,34 @@ use pgbus::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
-use uuid::Uuid;
 
-use crate::support::db;
-use crate::util::{
-    Call, DEAD, DONE, Journal, PENDING, SOON, count, dispatcher, only_delivery, quick_retry, start,
-    stop, wait_until,
+use crate::support::database::{count, db};
+use crate::support::deliveries::{
+    DeliveryRow, deliveries, delivery_count, delivery_count_in, only_delivery,
 };
+use crate::support::dispatcher::{dispatcher, quick_retry, start, stop};
+use crate::support::journal::Journal;
+use crate::support::publishing::publish_one;
+use crate::support::states::{DEAD, DONE, PENDING, State};
+use crate::support::wait::{SOON, wait_until};
 
-async fn publish(pool: &PgPool, event_type: &str) -> Uuid {
-    let event = NewEvent::raw(event_type, json!({"n": 1}));
-    let id = event.id();
-    Publisher::new("retry-tests")
-        .expect("publisher")
-        .publish(&mut pool.acquire().await.expect("conn"), event)
-        .await
-        .expect("publish");
-    id
+/// The event these tests publish.
+fn work_item() -> NewEvent {
+    NewEvent::raw("work.item", json!({"n": 1}))
 }
 
 /// Starts a dispatcher (done rows retained) with one subscription `sub` to `work.*`,
 /// publishes one event and waits until its delivery is done or dead.
-async fn run_one(pool: &PgPool, sub: Subscription) -> crate::util::DeliveryRow {
+async fn run_one(pool: &PgPool, sub: Subscription) -> DeliveryRow {
     let name = sub.name().to_owned();
     let handle = start(dispatcher(pool).retain_done(true).subscribe(sub)).await;
-    publish(pool, "work.item").await;
+    publish_one(pool, work_item()).await;
     wait_until("the delivery to be done or dead", SOON, || async {
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state IN (2, 3)",
-        )
-        .await
-            == 1
+        delivery_count_in(pool, &[DONE, DEAD]).await == 1
     })
     .await;
     stop(pool, handle).await;
     only_delivery(pool, &name).await
-}
-
-fn attempts(calls: &[Call]) -> Vec<u32> {
-    calls.iter().map(|c| c.attempt).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,12 +72,12 @@ async fn retry_with_backoff_then_success() {
             .jitter(jitter),
     );
     let handle = start(dispatcher(pool).retain_done(true).subscribe(sub)).await;
-    publish(pool, "work.item").await;
+    publish_one(pool, work_item()).await;
 
     // Between the attempts the delivery is pending, its attempt counted, its error kept,
     // and due no later than base_delay * (1 + jitter) from now.
     wait_until("the first failure to be written", SOON, || async {
-        let rows = crate::util::deliveries(pool).await;
+        let rows = deliveries(pool).await;
         rows.len() == 1
             && rows[0].state == PENDING
             && rows[0].attempts == 1
@@ -108,18 +96,13 @@ async fn retry_with_backoff_then_success() {
     );
 
     wait_until("the third attempt to succeed", SOON, || async {
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
-        )
-        .await
-            == 1
+        delivery_count_in(pool, &[DONE]).await == 1
     })
     .await;
     stop(pool, handle).await;
 
+    assert_eq!(journal.attempts(), vec![1, 2, 3]);
     let calls = journal.calls();
-    assert_eq!(attempts(&calls), vec![1, 2, 3]);
     for (i, pair) in calls.windows(2).enumerate() {
         let gap = pair[1].at - pair[0].at;
         let backoff = base * 2u32.pow(i as u32);
@@ -141,193 +124,181 @@ async fn retry_with_backoff_then_success() {
     assert_eq!(row.last_error.as_deref(), Some("boom at attempt 2"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_attempts_then_dead_with_the_last_error() {
-    let db = db().await;
-    let pool = db.pool();
-    let journal = Journal::new();
-    let row = run_one(
-        pool,
-        Subscription::raw(
-            "hopeless",
-            ["work.*"],
-            journal.handler_with(|d| async move {
-                Err(HandlerError::retry(format!("nope #{}", d.attempt)))
-            }),
-        )
-        .retry(quick_retry().max_attempts(3)),
-    )
-    .await;
-    assert_eq!((row.state, row.attempts), (DEAD, 3), "{row:?}");
-    assert_eq!(
-        row.last_error.as_deref(),
-        Some("gave up after 3 attempts: nope #3")
-    );
-    assert!(row.finished_at.is_some());
-    assert_eq!(attempts(&journal.calls()), vec![1, 2, 3]);
+/// A delivery run to its end by one subscription: what the handler returns on each
+/// attempt, and the retry policy, decide the final row.
+struct EndCase {
+    /// The case, and the subscription's name.
+    name: &'static str,
+    /// The handler's outcome on attempt n (called inside the handler future, so a panic
+    /// is a panicking handler).
+    outcome: fn(u32) -> Result<(), HandlerError>,
+    policy: RetryPolicy,
+    /// The final state and attempts; the handler ran attempts 1 to `attempts`.
+    state: State,
+    attempts: i32,
+    last_error: &'static str,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_std_error_returned_with_question_mark_is_retried() {
-    let db = db().await;
-    let pool = db.pool();
-    let journal = Journal::new();
-    let row = run_one(
-        pool,
-        Subscription::raw(
-            "parses",
-            ["work.*"],
-            journal.handler_with(|d| async move {
-                if d.attempt == 1 {
+async fn a_delivery_ends_as_its_handler_outcomes_and_retry_policy_say() {
+    let cases = [
+        // max attempts, then dead with the last error
+        EndCase {
+            name: "hopeless",
+            outcome: |attempt| Err(HandlerError::retry(format!("nope #{attempt}"))),
+            policy: quick_retry().max_attempts(3),
+            state: DEAD,
+            attempts: 3,
+            last_error: "gave up after 3 attempts: nope #3",
+        },
+        // a std error returned with `?` is retried
+        EndCase {
+            name: "parses",
+            outcome: |attempt| {
+                if attempt == 1 {
                     let _: i32 = "not a number".parse()?;
                 }
                 Ok(())
-            }),
+            },
+            policy: quick_retry(),
+            state: DONE,
+            attempts: 2,
+            last_error: "invalid digit found in string",
+        },
+        // a permanent error is dead at once
+        EndCase {
+            name: "strict",
+            outcome: |_| Err(HandlerError::permanent("invalid card")),
+            policy: quick_retry().max_attempts(10),
+            state: DEAD,
+            attempts: 1,
+            last_error: "permanent failure: invalid card",
+        },
+        // a panicking handler is retried, then succeeds
+        EndCase {
+            name: "panicky",
+            outcome: |attempt| {
+                if attempt == 1 {
+                    panic!("kaboom on attempt {attempt}");
+                }
+                Ok(())
+            },
+            policy: quick_retry(),
+            state: DONE,
+            attempts: 2,
+            last_error: "handler panicked: kaboom on attempt 1",
+        },
+    ];
+    for case in cases {
+        let name = case.name;
+        let db = db().await;
+        let pool = db.pool();
+        let journal = Journal::new();
+        let outcome = case.outcome;
+        let sub = Subscription::raw(
+            name,
+            ["work.*"],
+            journal.handler_with(move |d| async move { outcome(d.attempt) }),
         )
-        .retry(quick_retry()),
-    )
-    .await;
-    assert_eq!((row.state, row.attempts), (DONE, 2), "{row:?}");
-    assert_eq!(
-        row.last_error.as_deref(),
-        Some("invalid digit found in string")
-    );
+        .retry(case.policy);
+        let row = run_one(pool, sub).await;
+        assert_eq!(
+            (row.state, row.attempts),
+            (case.state, case.attempts),
+            "{name}: {row:?}"
+        );
+        assert_eq!(
+            row.last_error.as_deref(),
+            Some(case.last_error),
+            "{name}: {row:?}"
+        );
+        assert!(row.finished_at.is_some(), "{name}: {row:?}");
+        let want: Vec<u32> = (1..=case.attempts as u32).collect();
+        assert_eq!(journal.attempts(), want, "{name}: attempts run");
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permanent_error_is_dead_at_once() {
-    let db = db().await;
-    let pool = db.pool();
-    let journal = Journal::new();
-    let row = run_one(
-        pool,
-        Subscription::raw(
-            "strict",
-            ["work.*"],
-            journal.handler_with(|_| async { Err(HandlerError::permanent("invalid card")) }),
-        )
-        .retry(quick_retry().max_attempts(10)),
-    )
-    .await;
-    assert_eq!((row.state, row.attempts), (DEAD, 1), "{row:?}");
-    assert_eq!(
-        row.last_error.as_deref(),
-        Some("permanent failure: invalid card")
-    );
-    assert!(row.finished_at.is_some());
-    assert_eq!(journal.len(), 1);
+/// A subscription whose handler asks, on attempt 1, to be retried after `retry_after`.
+struct RetryAfterCase {
+    /// The subscription.
+    name: &'static str,
+    message: &'static str,
+    retry_after: Duration,
+    /// Its backoff, which `retry_after` overrides.
+    policy: RetryPolicy,
+    /// Where the time between attempts 1 and 2 must fall.
+    gap: std::ops::Range<Duration>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_overrides_the_backoff() {
+    let cases = [
+        // Backoff 20 ms, but the handler asks for 700 ms.
+        RetryAfterCase {
+            name: "later",
+            message: "rate limited",
+            retry_after: Duration::from_millis(700),
+            policy: quick_retry(),
+            gap: Duration::from_millis(700)..Duration::MAX,
+        },
+        // Backoff 60 s, but the handler asks for 50 ms.
+        RetryAfterCase {
+            name: "sooner",
+            message: "try again shortly",
+            retry_after: Duration::from_millis(50),
+            policy: RetryPolicy::default()
+                .base_delay(Duration::from_secs(60))
+                .max_delay(Duration::from_secs(60))
+                .jitter(0.0),
+            gap: Duration::ZERO..Duration::from_secs(10),
+        },
+    ];
     let db = db().await;
     let pool = db.pool();
-    let later = Journal::new();
-    let sooner = Journal::new();
-    let wait = Duration::from_millis(700);
-    let handle = start(
-        dispatcher(pool)
-            .retain_done(true)
-            // Backoff 20 ms, but the handler asks for 700 ms.
-            .subscribe(
-                Subscription::raw(
-                    "later",
-                    ["work.*"],
-                    later.handler_with(move |d| async move {
-                        if d.attempt == 1 {
-                            Err(HandlerError::retry_after("rate limited", wait))
-                        } else {
-                            Ok(())
-                        }
-                    }),
-                )
-                .retry(quick_retry()),
+    let mut builder = dispatcher(pool).retain_done(true);
+    let mut journals = Vec::new();
+    for case in &cases {
+        let journal = Journal::new();
+        let (message, wait) = (case.message, case.retry_after);
+        builder = builder.subscribe(
+            Subscription::raw(
+                case.name,
+                ["work.*"],
+                journal.handler_with(move |d| async move {
+                    if d.attempt == 1 {
+                        Err(HandlerError::retry_after(message, wait))
+                    } else {
+                        Ok(())
+                    }
+                }),
             )
-            // Backoff 60 s, but the handler asks for 50 ms.
-            .subscribe(
-                Subscription::raw(
-                    "sooner",
-                    ["work.*"],
-                    sooner.handler_with(|d| async move {
-                        if d.attempt == 1 {
-                            Err(HandlerError::retry_after(
-                                "try again shortly",
-                                Duration::from_millis(50),
-                            ))
-                        } else {
-                            Ok(())
-                        }
-                    }),
-                )
-                .retry(
-                    RetryPolicy::default()
-                        .base_delay(Duration::from_secs(60))
-                        .max_delay(Duration::from_secs(60))
-                        .jitter(0.0),
-                ),
-            ),
-    )
-    .await;
-    publish(pool, "work.item").await;
-    wait_until("both deliveries done", SOON, || async {
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 2",
-        )
-        .await
-            == 2
+            .retry(case.policy),
+        );
+        journals.push(journal);
+    }
+    let handle = start(builder).await;
+    publish_one(pool, work_item()).await;
+    wait_until("every delivery done", SOON, || async {
+        delivery_count_in(pool, &[DONE]).await == cases.len() as i64
     })
     .await;
     stop(pool, handle).await;
 
-    let calls = later.calls();
-    assert_eq!(attempts(&calls), vec![1, 2]);
-    let gap = calls[1].at - calls[0].at;
-    assert!(
-        gap >= wait,
-        "retry_after({wait:?}) but retried after {gap:?}"
-    );
-    let calls = sooner.calls();
-    assert_eq!(attempts(&calls), vec![1, 2]);
-    let gap = calls[1].at - calls[0].at;
-    assert!(
-        gap < Duration::from_secs(10),
-        "retry_after(50 ms) but retried after {gap:?}"
-    );
-    let row = only_delivery(pool, "later").await;
-    assert_eq!((row.state, row.attempts), (DONE, 2));
-    assert_eq!(row.last_error.as_deref(), Some("rate limited"));
-    let row = only_delivery(pool, "sooner").await;
-    assert_eq!((row.state, row.attempts), (DONE, 2));
-    assert_eq!(row.last_error.as_deref(), Some("try again shortly"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_handler_is_retried_then_succeeds() {
-    let db = db().await;
-    let pool = db.pool();
-    let journal = Journal::new();
-    let row = run_one(
-        pool,
-        Subscription::raw(
-            "panicky",
-            ["work.*"],
-            journal.handler_with(|d| async move {
-                if d.attempt == 1 {
-                    panic!("kaboom on attempt {}", d.attempt);
-                }
-                Ok(())
-            }),
-        )
-        .retry(quick_retry()),
-    )
-    .await;
-    assert_eq!((row.state, row.attempts), (DONE, 2), "{row:?}");
-    assert_eq!(
-        row.last_error.as_deref(),
-        Some("handler panicked: kaboom on attempt 1")
-    );
-    assert_eq!(attempts(&journal.calls()), vec![1, 2]);
+    for (case, journal) in cases.iter().zip(&journals) {
+        let name = case.name;
+        assert_eq!(journal.attempts(), vec![1, 2], "{name}");
+        let calls = journal.calls();
+        let gap = calls[1].at - calls[0].at;
+        assert!(
+            case.gap.contains(&gap),
+            "{name}: retry_after({:?}) but retried after {gap:?}, outside {:?}",
+            case.retry_after,
+            case.gap
+        );
+        let row = only_delivery(pool, name).await;
+        assert_eq!((row.state, row.attempts), (DONE, 2), "{name}: {row:?}");
+        assert_eq!(row.last_error.as_deref(), Some(case.message), "{name}");
+    }
 }
 
 /// Sets its flag when dropped: shows that an abandoned handler future was dropped.
@@ -373,8 +344,8 @@ async fn a_handler_that_times_out_is_abandoned_and_retried() {
         row.last_error.as_deref(),
         Some("handler timed out after 200ms")
     );
+    assert_eq!(journal.attempts(), vec![1, 2]);
     let calls = journal.calls();
-    assert_eq!(attempts(&calls), vec![1, 2]);
     let gap = calls[1].at - calls[0].at;
     assert!(
         gap >= Duration::from_millis(200) && gap < Duration::from_secs(10),
@@ -429,13 +400,7 @@ async fn a_typed_payload_that_does_not_deserialize_is_dead_at_once() {
     drop(conn);
 
     wait_until("the bad delivery dead, the good one done", SOON, || async {
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 3",
-        )
-        .await
-            == 1
-            && count(pool, "SELECT count(*) FROM pgbus.deliveries").await == 1
+        delivery_count_in(pool, &[DEAD]).await == 1 && delivery_count(pool).await == 1
     })
     .await;
     stop(pool, handle).await;
@@ -475,10 +440,10 @@ async fn default_policy_deletes_done_rows() {
     let handle =
         start(dispatcher(pool).subscribe(Subscription::raw("plain", ["*"], AlwaysOk))).await;
     for _ in 0..5 {
-        publish(pool, "work.item").await;
+        publish_one(pool, work_item()).await;
     }
     wait_until("the queue to drain", SOON, || async {
-        count(pool, "SELECT count(*) FROM pgbus.deliveries").await == 0
+        delivery_count(pool).await == 0
     })
     .await;
     stop(pool, handle).await;

@@ -7,18 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgbus::Subscription;
-use sqlx::PgPool;
 use tokio::time::Instant;
-use uuid::Uuid;
 
-use crate::support::db;
-use crate::util::{
-    Journal, PENDING, RUNNING, SOON, count, deliveries, dispatcher, start, stop, wait_until,
-};
-
-async fn publish_n(pool: &PgPool, n: usize) -> Vec<Uuid> {
-    crate::util::publish_n(pool, "task.created", n).await
-}
+use crate::support::database::db;
+use crate::support::deliveries::{deliveries, delivery_count, delivery_count_in};
+use crate::support::dispatcher::{dispatcher, start, stop};
+use crate::support::journal::Journal;
+use crate::support::publishing::publish_n;
+use crate::support::states::{PENDING, RUNNING};
+use crate::support::wait::{SOON, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_running_handlers_and_gives_back_queued_ones() {
@@ -47,15 +44,9 @@ async fn graceful_shutdown_finishes_running_handlers_and_gives_back_queued_ones(
             ),
     )
     .await;
-    publish_n(pool, 6).await;
+    publish_n(pool, "task.created", 6).await;
     wait_until("two handlers running and all six claimed", SOON, || async {
-        journal.len() == 2
-            && count(
-                pool,
-                "SELECT count(*) FROM pgbus.deliveries WHERE state = 1",
-            )
-            .await
-                == 6
+        journal.len() == 2 && delivery_count_in(pool, &[RUNNING]).await == 6
     })
     .await;
     assert_eq!(
@@ -88,14 +79,7 @@ async fn graceful_shutdown_finishes_running_handlers_and_gives_back_queued_ones(
         assert_eq!((row.state, row.attempts), (PENDING, 0), "{row:?}");
         assert_eq!(row.last_error, None);
     }
-    assert_eq!(
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 1"
-        )
-        .await,
-        0
-    );
+    assert_eq!(delivery_count_in(pool, &[RUNNING]).await, 0);
 
     // A new dispatcher picks the given-back ones up as first attempts.
     let again = Journal::new();
@@ -103,7 +87,7 @@ async fn graceful_shutdown_finishes_running_handlers_and_gives_back_queued_ones(
         start(dispatcher(pool).subscribe(Subscription::raw("slow", ["task.*"], again.handler())))
             .await;
     wait_until("the released deliveries to be delivered", SOON, || async {
-        count(pool, "SELECT count(*) FROM pgbus.deliveries").await == 0
+        delivery_count(pool).await == 0
     })
     .await;
     stop(pool, handle).await;
@@ -143,15 +127,9 @@ async fn shutdown_deadline_interrupts_handlers_and_counts_their_attempt() {
             ),
     )
     .await;
-    let ids = publish_n(pool, 2).await;
+    let ids = publish_n(pool, "task.created", 2).await;
     wait_until("one handler running, both claimed", SOON, || async {
-        journal.len() == 1
-            && count(
-                pool,
-                "SELECT count(*) FROM pgbus.deliveries WHERE state = 1",
-            )
-            .await
-                == 2
+        journal.len() == 1 && delivery_count_in(pool, &[RUNNING]).await == 2
     })
     .await;
     let running = journal.calls()[0].delivery_id;
@@ -193,7 +171,7 @@ async fn cancelling_the_token_stops_the_dispatcher() {
     let handle =
         start(dispatcher(pool).subscribe(Subscription::raw("t", ["task.*"], journal.handler())))
             .await;
-    publish_n(pool, 3).await;
+    publish_n(pool, "task.created", 3).await;
     wait_until("three deliveries", SOON, || async { journal.len() == 3 }).await;
     let token = handle.token();
     token.cancel();
@@ -202,17 +180,10 @@ async fn cancelling_the_token_stops_the_dispatcher() {
         .expect("stopped() did not return")
         .expect("shutdown");
     assert!(report.finished_in_time);
-    assert_eq!(
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE state = 1"
-        )
-        .await,
-        0
-    );
+    assert_eq!(delivery_count_in(pool, &[RUNNING]).await, 0);
 
     // Stopped means stopped: a new event stays pending.
-    publish_n(pool, 1).await;
+    publish_n(pool, "task.created", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(journal.len(), 3, "a stopped dispatcher handled an event");
     let rows = deliveries(pool).await;

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::db;
-use crate::util::{Journal, dispatcher, register, table_counts};
+use crate::support::database::{db, table_counts};
+use crate::support::dispatcher::{dispatcher, register};
+use crate::support::journal::Journal;
 
 fn publisher() -> Publisher {
     Publisher::new("validation-tests").expect("publisher")
@@ -181,26 +182,18 @@ async fn invalid_payloads_are_refused() {
 
     // {"s":"<n x>"} is n + 8 bytes.
     let sized = |n: usize| json!({ "s": "x".repeat(n) });
-    refused(pool, &p, NewEvent::raw("big.one", sized(93)), |e| {
-        matches!(
-            e,
-            Error::PayloadTooLarge {
-                size: 101,
-                limit: 100
-            }
-        )
-    })
-    .await;
-    refused(pool, &p, NewEvent::raw("big.one", sized(5000)), |e| {
-        matches!(
-            e,
-            Error::PayloadTooLarge {
-                size: 5008,
-                limit: 100
-            }
-        )
-    })
-    .await;
+    for (n, want_size) in [(93, 101), (5000, 5008)] {
+        refused(pool, &p, NewEvent::raw("big.one", sized(n)), |e| {
+            matches!(
+                e,
+                Error::PayloadTooLarge {
+                    size,
+                    limit: 100
+                } if *size == want_size
+            )
+        })
+        .await;
+    }
     accepted(pool, &p, NewEvent::raw("big.one", sized(92))).await;
 
     let p = publisher();
@@ -312,39 +305,33 @@ async fn invalid_subscriptions_and_dispatcher_settings_are_refused() {
         );
     }
 
-    // Subscription settings.
-    let config_err = |err: Error, want: &str| {
-        assert!(
-            matches!(&err, Error::Config { field, .. } if *field == want),
-            "expected Config error on {want}, got {err:?}"
-        );
-    };
-    config_err(
-        build(dispatcher(pool).subscribe(ok().concurrency(0))),
-        "concurrency",
-    );
-    config_err(
-        build(dispatcher(pool).subscribe(ok().handler_timeout(Duration::ZERO))),
-        "handler_timeout",
-    );
-    config_err(
-        build(dispatcher(pool).subscribe(ok().lease(Duration::from_millis(999)))),
-        "lease",
-    );
-    config_err(
-        build(dispatcher(pool).subscribe(ok().retry(RetryPolicy::default().max_attempts(0)))),
-        "retry.max_attempts",
-    );
-    config_err(
-        build(dispatcher(pool).subscribe(ok().retry(RetryPolicy::default().jitter(1.5)))),
-        "retry.jitter",
-    );
-    config_err(
-        build(dispatcher(pool).subscribe(ok().retry(RetryPolicy::default().jitter(-0.1)))),
-        "retry.jitter",
-    );
-    config_err(
-        build(
+    // Subscription settings, then dispatcher settings: each refused naming its field.
+    let cases: Vec<(pgbus::DispatcherBuilder, &str)> = vec![
+        (
+            dispatcher(pool).subscribe(ok().concurrency(0)),
+            "concurrency",
+        ),
+        (
+            dispatcher(pool).subscribe(ok().handler_timeout(Duration::ZERO)),
+            "handler_timeout",
+        ),
+        (
+            dispatcher(pool).subscribe(ok().lease(Duration::from_millis(999))),
+            "lease",
+        ),
+        (
+            dispatcher(pool).subscribe(ok().retry(RetryPolicy::default().max_attempts(0))),
+            "retry.max_attempts",
+        ),
+        (
+            dispatcher(pool).subscribe(ok().retry(RetryPolicy::default().jitter(1.5))),
+            "retry.jitter",
+        ),
+        (
+            dispatcher(pool).subscribe(ok().retry(RetryPolicy::default().jitter(-0.1))),
+            "retry.jitter",
+        ),
+        (
             dispatcher(pool).subscribe(
                 ok().retry(
                     RetryPolicy::default()
@@ -352,32 +339,32 @@ async fn invalid_subscriptions_and_dispatcher_settings_are_refused() {
                         .max_delay(Duration::from_secs(1)),
                 ),
             ),
+            "retry.max_delay",
         ),
-        "retry.max_delay",
-    );
-
-    // Dispatcher settings.
-    config_err(
-        build(dispatcher(pool).subscribe(ok()).batch_size(0)),
-        "batch_size",
-    );
-    config_err(
-        build(dispatcher(pool).subscribe(ok()).batch_size(10_001)),
-        "batch_size",
-    );
-    config_err(
-        build(
+        (dispatcher(pool).subscribe(ok()).batch_size(0), "batch_size"),
+        (
+            dispatcher(pool).subscribe(ok()).batch_size(10_001),
+            "batch_size",
+        ),
+        (
             dispatcher(pool)
                 .subscribe(ok())
                 .poll_interval(Duration::ZERO),
+            "poll_interval",
         ),
-        "poll_interval",
-    );
-    config_err(
-        build(dispatcher(pool).subscribe(ok()).complete_batch(0)),
-        "complete_batch",
-    );
-    config_err(build(dispatcher(pool)), "subscriptions");
+        (
+            dispatcher(pool).subscribe(ok()).complete_batch(0),
+            "complete_batch",
+        ),
+        (dispatcher(pool), "subscriptions"),
+    ];
+    for (builder, want) in cases {
+        let err = build(builder);
+        assert!(
+            matches!(&err, Error::Config { field, .. } if *field == want),
+            "expected Config error on {want}, got {err:?}"
+        );
+    }
 
     // Two subscriptions with one name.
     let err = build(

@@ -8,15 +8,18 @@
 
 use std::time::Duration;
 
-use pgbus::{Dispatcher, DispatcherHandle, NewEvent, Publisher, Subscription};
+use pgbus::{DispatcherHandle, NewEvent, Publisher, Subscription};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::support::db;
-use crate::util::{Journal, count, stop, wait_until};
+use crate::support::database::{count, db};
+use crate::support::dispatcher::{dispatcher, start, stop};
+use crate::support::journal::Journal;
+use crate::support::process::rerun_test;
+use crate::support::wait::wait_until;
 
 const DB_URL_ENV: &str = "PGBUS_WAKE_TEST_DATABASE_URL";
 /// Printed by a child test that ran its checks (rather than returning early).
@@ -27,18 +30,7 @@ const PROMPT: Duration = Duration::from_secs(1);
 
 /// Runs the ignored test `name` of this binary in a child process against `url`.
 async fn run_isolated(name: &str, url: &str) {
-    let exe = std::env::current_exe().expect("current test binary");
-    let child = tokio::process::Command::new(exe)
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(DB_URL_ENV, url)
-        .kill_on_drop(true)
-        .output();
+    let child = rerun_test(name).env(DB_URL_ENV, url).output();
     let out = tokio::time::timeout(Duration::from_secs(120), child)
         .await
         .unwrap_or_else(|_| panic!("{name} did not finish within 120 s"))
@@ -67,16 +59,13 @@ async fn child_pool() -> Option<PgPool> {
 }
 
 async fn start_idle(pool: &PgPool, journal: &Journal, listen: bool) -> DispatcherHandle {
-    let handle = Dispatcher::builder(pool.clone())
-        .poll_interval(POLL)
-        .listen(listen)
-        .shutdown_timeout(Duration::from_secs(5))
-        .subscribe(Subscription::raw("waker", ["wake.*"], journal.handler()))
-        .build()
-        .expect("dispatcher")
-        .start()
-        .await
-        .expect("start");
+    let handle = start(
+        dispatcher(pool)
+            .poll_interval(POLL)
+            .listen(listen)
+            .subscribe(Subscription::raw("waker", ["wake.*"], journal.handler())),
+    )
+    .await;
     if listen {
         wait_until(
             "the dispatcher's LISTEN",
@@ -143,6 +132,38 @@ async fn handled_after(journal: &Journal, event: Uuid, since: Instant) -> Durati
     call.at - since
 }
 
+/// The check every isolated test makes: start an idle dispatcher (listening or not), show
+/// it is idle, then `wake` it (given the child's pool and a separate connection; it returns
+/// the event it published and when it was committed) and require that event handled within
+/// [`PROMPT`], and the row written without a wake-up handled too. `what` names the wake-up.
+async fn check_wake_up<F>(what: &str, listen: bool, wake: F)
+where
+    F: AsyncFnOnce(&PgPool, &mut PgConnection) -> (Uuid, Instant),
+{
+    let Some(pool) = child_pool().await else {
+        eprintln!("{DB_URL_ENV} not set: nothing to do outside the parent test");
+        return;
+    };
+    let journal = Journal::new();
+    let handle = start_idle(&pool, &journal, listen).await;
+    let mut other = PgConnection::connect(&std::env::var(DB_URL_ENV).unwrap())
+        .await
+        .expect("separate connection");
+    let unannounced = assert_idle(&journal, &mut other).await;
+
+    let (event, committed) = wake(&pool, &mut other).await;
+    let latency = handled_after(&journal, event, committed).await;
+    assert!(
+        latency < PROMPT,
+        "{what}: the event was handled only {latency:?} after its commit"
+    );
+    println!("{RAN_MARKER}: {what} wake-up after {latency:?}");
+    handled_after(&journal, unannounced, committed).await;
+    stop(&pool, handle).await;
+    other.close().await.ok();
+    pool.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_from_another_connection_wakes_an_idle_dispatcher() {
     let db = db().await;
@@ -152,36 +173,18 @@ async fn notify_from_another_connection_wakes_an_idle_dispatcher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run in a child process by notify_from_another_connection_wakes_an_idle_dispatcher"]
 async fn isolated_notify_wake() {
-    let Some(pool) = child_pool().await else {
-        eprintln!("{DB_URL_ENV} not set: nothing to do outside the parent test");
-        return;
-    };
-    let journal = Journal::new();
-    let handle = start_idle(&pool, &journal, true).await;
-    let mut other = PgConnection::connect(&std::env::var(DB_URL_ENV).unwrap())
-        .await
-        .expect("separate connection");
-    let unannounced = assert_idle(&journal, &mut other).await;
-
-    let mut tx = other.begin().await.expect("begin");
-    let announced = insert_raw(&mut tx).await;
-    sqlx::query("NOTIFY pgbus")
-        .execute(&mut *tx)
-        .await
-        .expect("NOTIFY");
-    let committed = Instant::now();
-    tx.commit().await.expect("commit");
-
-    let latency = handled_after(&journal, announced, committed).await;
-    assert!(
-        latency < PROMPT,
-        "NOTIFY woke the dispatcher only after {latency:?}"
-    );
-    println!("{RAN_MARKER}: NOTIFY wake-up after {latency:?}");
-    handled_after(&journal, unannounced, committed).await;
-    stop(&pool, handle).await;
-    other.close().await.ok();
-    pool.close().await;
+    check_wake_up("NOTIFY", true, async |_, other| {
+        let mut tx = other.begin().await.expect("begin");
+        let announced = insert_raw(&mut tx).await;
+        sqlx::query("NOTIFY pgbus")
+            .execute(&mut *tx)
+            .await
+            .expect("NOTIFY");
+        let committed = Instant::now();
+        tx.commit().await.expect("commit");
+        (announced, committed)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,40 +196,21 @@ async fn a_publish_in_the_same_process_wakes_an_idle_dispatcher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run in a child process by a_publish_in_the_same_process_wakes_an_idle_dispatcher"]
 async fn isolated_local_wake() {
-    let Some(pool) = child_pool().await else {
-        eprintln!("{DB_URL_ENV} not set: nothing to do outside the parent test");
-        return;
-    };
-    let journal = Journal::new();
     // No LISTEN and no NOTIFY: only the in-process wake-up can be at work.
-    let handle = start_idle(&pool, &journal, false).await;
-    let mut other = PgConnection::connect(&std::env::var(DB_URL_ENV).unwrap())
-        .await
-        .expect("separate connection");
-    let unannounced = assert_idle(&journal, &mut other).await;
-
-    let publisher = Publisher::builder()
-        .source("local")
-        .notify(false)
-        .build()
-        .expect("publisher");
-    let event = NewEvent::raw("wake.local", json!({}));
-    let id = event.id();
-    let mut conn = pool.acquire().await.expect("conn");
-    let published = Instant::now();
-    publisher.publish(&mut conn, event).await.expect("publish");
-    drop(conn);
-
-    let latency = handled_after(&journal, id, published).await;
-    assert!(
-        latency < PROMPT,
-        "a local publish woke the dispatcher only after {latency:?}"
-    );
-    println!("{RAN_MARKER}: local wake-up after {latency:?}");
-    handled_after(&journal, unannounced, published).await;
-    stop(&pool, handle).await;
-    other.close().await.ok();
-    pool.close().await;
+    check_wake_up("local", false, async |pool, _| {
+        let publisher = Publisher::builder()
+            .source("local")
+            .notify(false)
+            .build()
+            .expect("publisher");
+        let event = NewEvent::raw("wake.local", json!({}));
+        let id = event.id();
+        let mut conn = pool.acquire().await.expect("conn");
+        let published = Instant::now();
+        publisher.publish(&mut conn, event).await.expect("publish");
+        (id, published)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,36 +222,22 @@ async fn a_transaction_that_commits_later_still_wakes_an_idle_dispatcher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run in a child process by a_transaction_that_commits_later_still_wakes_an_idle_dispatcher"]
 async fn isolated_late_commit_wake() {
-    let Some(pool) = child_pool().await else {
-        eprintln!("{DB_URL_ENV} not set: nothing to do outside the parent test");
-        return;
-    };
-    let journal = Journal::new();
-    let handle = start_idle(&pool, &journal, true).await;
-    let mut other = PgConnection::connect(&std::env::var(DB_URL_ENV).unwrap())
-        .await
-        .expect("separate connection");
-    let unannounced = assert_idle(&journal, &mut other).await;
-
     // The usual case: publish inside the service's transaction, which goes on with its own
     // work and commits well after the publish statement (and its in-process wake-up).
-    let publisher = Publisher::new("late").expect("publisher");
-    let event = NewEvent::raw("wake.late", json!({}));
-    let id = event.id();
-    let mut tx = pool.begin().await.expect("begin");
-    publisher.publish(&mut tx, event).await.expect("publish");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let committed = Instant::now();
-    tx.commit().await.expect("commit");
-
-    let latency = handled_after(&journal, id, committed).await;
-    assert!(
-        latency < PROMPT,
-        "a publish committed 200 ms after its statement was handled only {latency:?} after the commit"
-    );
-    println!("{RAN_MARKER}: late-commit wake-up after {latency:?}");
-    handled_after(&journal, unannounced, committed).await;
-    stop(&pool, handle).await;
-    other.close().await.ok();
-    pool.close().await;
+    check_wake_up(
+        "late-commit (200 ms after the publish)",
+        true,
+        async |pool, _| {
+            let publisher = Publisher::new("late").expect("publisher");
+            let event = NewEvent::raw("wake.late", json!({}));
+            let id = event.id();
+            let mut tx = pool.begin().await.expect("begin");
+            publisher.publish(&mut tx, event).await.expect("publish");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let committed = Instant::now();
+            tx.commit().await.expect("commit");
+            (id, committed)
+        },
+    )
+    .await;
 }

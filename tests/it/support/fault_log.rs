@@ -1,0 +1,88 @@
+//! The `fault_log` table: fault-test handlers record each call in it, in autocommit,
+//! before returning `Ok` (one row per handler call that got that far), so that a test can
+//! count lost and repeated deliveries even across killed processes and server restarts.
+
+use async_trait::async_trait;
+use pgbus::{Delivery, HandlerError, RawHandler};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Creates `fault_log` in the database of `pool`.
+pub async fn create_fault_log(pool: &PgPool) {
+    sqlx::query(
+        "CREATE TABLE fault_log (
+            id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            event_id     uuid   NOT NULL,
+            subscription text   NOT NULL,
+            delivery_id  bigint NOT NULL,
+            attempt      int    NOT NULL,
+            pid          int    NOT NULL,
+            at           timestamptz NOT NULL DEFAULT clock_timestamp()
+        )",
+    )
+    .execute(pool)
+    .await
+    .expect("creating fault_log");
+}
+
+/// Records one handler call in `fault_log`.
+pub async fn record(pool: &PgPool, delivery: &Delivery, pid: u32) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO fault_log (event_id, subscription, delivery_id, attempt, pid)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(delivery.event.id)
+    .bind(&*delivery.subscription)
+    .bind(delivery.id)
+    .bind(delivery.attempt as i32)
+    .bind(pid as i32)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// A handler that records the call in `fault_log` (on its own pool), then succeeds.
+pub struct Recorder(pub PgPool);
+
+#[async_trait]
+impl RawHandler for Recorder {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        record(&self.0, delivery, std::process::id()).await?;
+        Ok(())
+    }
+}
+
+/// One row of `fault_log`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LogRow {
+    pub event_id: Uuid,
+    pub subscription: String,
+    pub delivery_id: i64,
+    pub attempt: i32,
+    pub pid: i32,
+}
+
+/// Every `fault_log` row, in insertion order.
+pub async fn log_rows(pool: &PgPool) -> Vec<LogRow> {
+    sqlx::query_as(
+        "SELECT event_id, subscription, delivery_id, attempt, pid FROM fault_log ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("reading fault_log")
+}
+
+/// How many (event, subscription) pairs of the given events, for the given subscriptions,
+/// have no `fault_log` row: deliveries lost.
+pub async fn lost_pairs(pool: &PgPool, events: &[Uuid], subscriptions: &[&str]) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM unnest($1::uuid[]) AS e(id) CROSS JOIN unnest($2::text[]) AS s(name)
+         WHERE NOT EXISTS (SELECT 1 FROM fault_log l
+                           WHERE l.event_id = e.id AND l.subscription = s.name)",
+    )
+    .bind(events)
+    .bind(subscriptions)
+    .fetch_one(pool)
+    .await
+    .expect("counting lost deliveries")
+}

@@ -1,0 +1,28 @@
+//! Helpers shared by the integration tests, one module per concept.
+//!
+//! - [`database`]: fresh test databases, pools, plain `count(*)` queries.
+//! - [`wait`]: bounded polling ([`wait::wait_until`]) and how long "soon" is.
+//! - [`states`]: the delivery states (the only place they are spelled out).
+//! - [`deliveries`]: reading `pgbus.deliveries` (rows, one row, counts by state).
+//! - [`publishing`]: publishing events in one call.
+//! - [`dispatcher`]: dispatchers with short timings, start, shutdown, registering
+//!   subscriptions.
+//! - [`journal`]: handlers that record their calls.
+//! - [`env`]: the fault tests' sizes and verbosity, from the environment.
+//! - [`fault_log`]: the `fault_log` table fault-test handlers record their calls in.
+//! - [`process`]: running one test of this binary again in a child process.
+//! - [`worker`], [`fleet`]: the fault tests' worker processes, and the set of them a test
+//!   runs and kills.
+
+pub mod database;
+pub mod deliveries;
+pub mod dispatcher;
+pub mod env;
+pub mod fault_log;
+pub mod fleet;
+pub mod journal;
+pub mod process;
+pub mod publishing;
+pub mod states;
+pub mod wait;
+pub mod worker;
