@@ -495,7 +495,7 @@ fn check(script: &Script, audit: &[Change], calls: &[(usize, u32)]) -> Result<()
             Step::Panic => failed(format!("handler panicked: {}", message("panic", event, n))),
             Step::Timeout => failed(format!("handler timed out after {HANDLER_TIMEOUT:?}")),
             Step::Permanent => (
-                3,
+                DEAD,
                 Some(format!(
                     "permanent failure: {}",
                     message("failure", event, n)

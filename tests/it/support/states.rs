@@ -1,11 +1,13 @@
-//! Delivery states, as `pgbus.deliveries.state` stores them. Tests name a state only
-//! through these (in Rust, and as query parameters rather than numbers in SQL), so that
-//! moving to a typed state is a change to this file alone.
+//! Delivery states, as `pgbus.deliveries.state` stores them: the library's own
+//! `pgbus::DeliveryState`, named here once so tests read `PENDING`, `DEAD`, ... and bind
+//! them as query parameters rather than numbers in SQL.
+
+use pgbus::DeliveryState;
 
 /// The type of `pgbus.deliveries.state`.
-pub type State = i16;
+pub type State = DeliveryState;
 
-pub const PENDING: State = 0;
-pub const RUNNING: State = 1;
-pub const DONE: State = 2;
-pub const DEAD: State = 3;
+pub const PENDING: State = DeliveryState::Pending;
+pub const RUNNING: State = DeliveryState::Running;
+pub const DONE: State = DeliveryState::Done;
+pub const DEAD: State = DeliveryState::Dead;
