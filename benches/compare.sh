@@ -8,7 +8,7 @@
 #   benches/compare.sh                      # drain, batch, latency (about 2-3 minutes)
 #   STEPS=drain,single,batch,latency PEERS_OTHER=graphile-worker,pgqueuer benches/compare.sh
 #
-# 1. builds examples/peer_driver.rs (release);
+# 1. builds benches/peer_driver.rs (the bench target peer_driver, optimised);
 # 2. starts the server (as run-all.sh would: initdb/pg_ctl, as the OS user pgbench_user when
 #    run as root) on 127.0.0.1:$PGPORT in $PGDATA_DIR, unless that same cluster already runs;
 # 3. runs graphile-worker through ../shared/peers/run-all.sh, which finds the server running,
@@ -36,9 +36,9 @@ OUT=${OUT:-$ROOT/target/pgbus-compare/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" "$PEERS_DEPS"
 OUT=$(cd "$OUT" && pwd)
 
-echo "== building the pgbus peer driver (release)" >&2
-(cd "$ROOT" && cargo build --release --example peer_driver)
-export PGBUS_PEER_DRIVER=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/peer_driver
+echo "== building the pgbus peer driver (cargo bench --bench peer_driver --no-run)" >&2
+PGBUS_PEER_DRIVER=$(python3 "$ROOT/benches/peers_pgbus.py" --build-driver)
+export PGBUS_PEER_DRIVER
 
 BIN=$(pg_config --bindir 2>/dev/null || true)
 [ -x "$BIN/initdb" ] || BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Runs the shared peer benchmark (../shared/peers/bench.py) with pgbus added as a peer,
 without editing the shared harness: it imports bench.py, adds one entry to its PEERS table
-(driver: examples/peer_driver.rs, built in release mode) and calls its main(), so pgbus goes
-through exactly the same steps, settle calls, timers and latency join as every other peer.
+(driver: benches/peer_driver.rs, the bench target `peer_driver`, built optimised) and calls its
+main(), so pgbus goes through exactly the same steps, settle calls, timers and latency join as
+every other peer.
 
     python3 benches/peers_pgbus.py                    # env as for bench.py; PEERS defaults to pgbus
     python3 benches/peers_pgbus.py --compare DIR      # side-by-side table of DIR/*/results.json
+    python3 benches/peers_pgbus.py --build-driver     # build the driver, print its path
 
-Environment: PEERS_DIR (default ../shared/peers next to this crate), PGBUS_PEER_DRIVER (default
-target/release/examples/peer_driver), plus everything bench.py reads (PGHOST, PGPORT, STEPS,
-DRAIN_N, DRAIN_RUNS, LAT_N, LAT_RATE, RESULTS_DIR, EXPECT_DATA_DIR, ...).
+Environment: PEERS_DIR (default ../shared/peers next to this crate), PGBUS_PEER_DRIVER (the
+driver executable; unset, it is built with `cargo bench --bench peer_driver --no-run`), plus
+everything bench.py reads (PGHOST, PGPORT, STEPS, DRAIN_N, DRAIN_RUNS, LAT_N, LAT_RATE,
+RESULTS_DIR, EXPECT_DATA_DIR, ...).
 """
 from __future__ import annotations
 
@@ -22,8 +25,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = Path(os.environ.get("PEERS_DIR", ROOT.parent / "shared" / "peers")).resolve()
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-DRIVER = os.environ.get("PGBUS_PEER_DRIVER", str(TARGET / "release" / "examples" / "peer_driver"))
+
+
+def build_driver() -> str:
+    """Builds the bench target peer_driver (bench profile: optimised) and returns the path of
+    its executable, which cargo names with a hash (target/release/deps/peer_driver-<hash>)."""
+    out = subprocess.run(["cargo", "bench", "--bench", "peer_driver", "--no-run",
+                          "--message-format=json-render-diagnostics"],
+                         cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "peer_driver" \
+                and msg.get("executable"):
+            return msg["executable"]
+    sys.exit("cargo built no peer_driver executable")
 
 
 def pgbus_version() -> str:
@@ -45,13 +60,14 @@ def pgbus_version() -> str:
 
 
 def run_bench() -> None:
-    if not Path(DRIVER).exists():
-        sys.exit(f"{DRIVER} not found: run `cargo build --release --example peer_driver` first")
+    driver = os.environ.get("PGBUS_PEER_DRIVER") or build_driver()
+    if not Path(driver).exists():
+        sys.exit(f"{driver} not found: unset PGBUS_PEER_DRIVER to build it")
     sys.dont_write_bytecode = True  # leave no __pycache__ in the shared directory
     sys.path.insert(0, str(PEERS_DIR))
     import bench  # the shared orchestrator
 
-    bench.PEERS["pgbus"] = {"cmd": [DRIVER], "db": "bench_pgbus"}
+    bench.PEERS["pgbus"] = {"cmd": [driver], "db": "bench_pgbus"}
     original_versions = bench.versions
 
     def versions() -> dict:
@@ -157,6 +173,8 @@ def compare(outdir: Path) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--compare":
         compare(Path(sys.argv[2]))
+    elif sys.argv[1:] == ["--build-driver"]:
+        print(build_driver())
     elif len(sys.argv) == 1:
         run_bench()
     else:

@@ -2,11 +2,18 @@
 //! pgbus can be measured with exactly the method used for graphile-worker, PgQueuer, sqlxmq,
 //! pg-boss and procrastinate. `benches/compare.sh` runs it side by side with graphile-worker.
 //!
+//! A bench target without a harness, built in the bench profile (optimised) by
+//! `python3 benches/peers_pgbus.py --build-driver`, which runs
+//! `cargo bench --bench peer_driver --no-run` and prints where the executable is (its name
+//! carries a hash):
+//!
 //! ```text
-//! cargo build --release --example peer_driver
 //! DATABASE_URL=postgres://postgres@127.0.0.1:55432/bench_pgbus \
-//!     target/release/examples/peer_driver <mode> [args]
+//!     "$(python3 benches/peers_pgbus.py --build-driver)" <mode> [args]
 //! ```
+//!
+//! Run by `cargo bench` (which passes `--bench`) or `cargo test --benches` (no arguments), it
+//! only prints its usage and exits successfully.
 //!
 //! Modes (the interface every peer driver has):
 //! - `setup`: migrate, and register the subscription `bench.noop` (events published before a
@@ -25,7 +32,6 @@
 //! `PGBUS_COMPLETE_BATCH`, `PGBUS_COMPLETE_DELAY_MS` are set; `POOL_SIZE` (10) for the
 //! dispatcher's pool.
 
-#[path = "../benches/common/mod.rs"]
 mod common;
 
 use std::io::Write;
@@ -41,6 +47,14 @@ const SUB: &str = "bench.noop";
 
 #[tokio::main]
 async fn main() {
+    let mode = std::env::args().nth(1);
+    if mode.as_deref().is_none_or(|m| m.starts_with("--")) {
+        eprintln!(
+            "{} (skipped: the peers harness runs it, see benches/compare.sh)",
+            usage()
+        );
+        return;
+    }
     if let Err(e) = run().await {
         eprintln!("peer_driver: {e}");
         std::process::exit(1);

@@ -1,0 +1,151 @@
+//! The soak's samples: relation sizes, backlog and dead tuples every few seconds, and whether
+//! each relation levelled off.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use tokio::task::JoinHandle;
+
+use crate::common::{BoxError, Counter, Res, round3};
+
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub t: f64,
+    pub published: usize,
+    pub delivered: usize,
+    pub open: i64,
+    pub running: i64,
+    pub dead: i64,
+    pub sizes: BTreeMap<String, i64>,
+}
+
+async fn sample(
+    c: &mut PgConnection,
+    t0: Instant,
+    published: usize,
+    delivered: usize,
+) -> Res<Sample> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT CASE WHEN c.relkind = 'i' THEN i.indrelid::regclass::text || '/' || c.relname
+                     ELSE c.relname END,
+                pg_total_relation_size(c.oid)
+         FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_index i ON i.indexrelid = c.oid
+         WHERE n.nspname = 'pgbus' AND c.relkind IN ('r', 'i')
+         ORDER BY 1",
+    )
+    .fetch_all(&mut *c)
+    .await?;
+    let (open, running): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE state = 1) FROM pgbus.deliveries WHERE state < 2",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    let dead: i64 = sqlx::query_scalar(
+        "SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables
+         WHERE schemaname = 'pgbus' AND relname = 'deliveries'",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(Sample {
+        t: t0.elapsed().as_secs_f64(),
+        published,
+        delivered,
+        open,
+        running,
+        dead,
+        sizes: rows
+            .into_iter()
+            .map(|(name, size)| (name.trim_start_matches("pgbus.").to_owned(), size))
+            .collect(),
+    })
+}
+
+/// Samples every `every` from `c` until `stop` is set (one sample after it), printing each.
+pub fn spawn_sampler(
+    mut c: PgConnection,
+    t0: Instant,
+    every: Duration,
+    published: Arc<AtomicUsize>,
+    counter: Arc<Counter>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Res<Vec<Sample>>> {
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut next = tokio::time::Instant::now();
+        loop {
+            let s = sample(
+                &mut c,
+                t0,
+                published.load(Ordering::SeqCst),
+                counter.count(),
+            )
+            .await?;
+            eprintln!(
+                "[{:>6.1} s] published {:>9} delivered {:>9} open {:>6} (running {:>6}) dead {:>7}  deliveries {:>9} KiB  events {:>9} KiB",
+                s.t,
+                s.published,
+                s.delivered,
+                s.open,
+                s.running,
+                s.dead,
+                s.sizes.get("deliveries").copied().unwrap_or(0) / 1024,
+                s.sizes.get("events").copied().unwrap_or(0) / 1024,
+            );
+            samples.push(s);
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            next += every;
+            tokio::time::sleep_until(next).await;
+        }
+        c.close().await?;
+        Ok::<_, BoxError>(samples)
+    })
+}
+
+/// Per relation: size at 25% of the publishing phase, max, final, and whether it levelled off.
+pub fn analyse(samples: &[Sample], publish_secs: f64) -> Value {
+    let names: Vec<String> = samples
+        .last()
+        .map(|s| s.sizes.keys().cloned().collect())
+        .unwrap_or_default();
+    let at = |t: f64, name: &str| {
+        samples
+            .iter()
+            .find(|s| s.t >= t)
+            .or(samples.last())
+            .and_then(|s| s.sizes.get(name).copied())
+            .unwrap_or(0)
+    };
+    let mut out = serde_json::Map::new();
+    for name in names {
+        let series: Vec<i64> = samples
+            .iter()
+            .map(|s| s.sizes.get(&name).copied().unwrap_or(0))
+            .collect();
+        let max = series.iter().copied().max().unwrap_or(0);
+        let q1 = at(publish_secs * 0.25, &name);
+        let last = series.last().copied().unwrap_or(0);
+        // "Levels off": the largest size stays within 1.5× (or 1 MiB) of the size at 25%.
+        let flat = (max as f64) <= (q1 as f64) * 1.5 || max - q1 <= 1 << 20;
+        let by_design = name == "events" || name.starts_with("events/");
+        out.insert(
+            name,
+            json!({
+                "at_25pct_bytes": q1,
+                "max_bytes": max,
+                "final_bytes": last,
+                "max_over_25pct": if q1 > 0 { round3(max as f64 / q1 as f64) } else { f64::NAN },
+                "levels_off": flat,
+                "grows_by_design": by_design,
+            }),
+        );
+    }
+    Value::Object(out)
+}

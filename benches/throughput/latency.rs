@@ -1,0 +1,144 @@
+//! `latency`: events published one at a time by a separate process (this bench re-executed
+//! with `PGBUS_BENCH_ROLE=latency-publisher`) while the dispatcher waits; publish commit →
+//! handler start.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+
+use crate::common::*;
+use crate::{DB, SUB, progress};
+
+pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) -> Res<Value> {
+    let n = ((rate * secs).round() as usize).max(1);
+    let publishers = ((rate / 200.0).ceil() as usize).clamp(1, 16);
+    progress(format!(
+        "latency: {n} events one at a time at {rate}/s from a separate process ({publishers} publisher connection(s)); dispatcher idle-waiting in this process"
+    ));
+    server.fresh_db(DB).await?;
+    let pool = server.pool(DB, 10).await?;
+    let counter = Counter::recording_seq(n);
+    let dispatcher =
+        tuning.dispatcher(&pool, vec![tuning.subscription(SUB, Noop(counter.clone()))])?;
+    let handle = dispatcher.start().await?;
+    // As the peers harness: let the dispatcher finish its start-up before publishing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let out = out_dir().join(format!("latency-publisher-{}.csv", std::process::id()));
+    std::fs::create_dir_all(out_dir())?;
+    let exe = std::env::current_exe()?;
+    let status = tokio::process::Command::new(exe)
+        .env("PGBUS_BENCH_ROLE", "latency-publisher")
+        .env("PGBUS_BENCH_CHILD_URL", server.url(DB))
+        .env("PGBUS_BENCH_CHILD_N", n.to_string())
+        .env("PGBUS_BENCH_CHILD_RATE", rate.to_string())
+        .env("PGBUS_BENCH_CHILD_PUBLISHERS", publishers.to_string())
+        .env("PGBUS_BENCH_CHILD_OUT", &out)
+        .status()
+        .await?;
+    if !status.success() {
+        return Err(format!("latency publisher exited with {status}").into());
+    }
+    let all = counter.wait(Duration::from_secs(30)).await;
+    handle.shutdown().await?;
+    pool.close().await;
+
+    let text = std::fs::read_to_string(&out)?;
+    let _ = std::fs::remove_file(&out);
+    let mut lines = text.lines();
+    let meta: Value = serde_json::from_str(lines.next().unwrap_or("{}").trim_start_matches('#'))?;
+    let commits: HashMap<i64, i128> = lines
+        .skip(1)
+        .filter_map(|l| {
+            let (a, b) = l.split_once(',')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    let starts = counter.starts.lock().unwrap().clone();
+    let mut lat = Vec::with_capacity(starts.len());
+    for (seq, start) in &starts {
+        if let Some(c) = commits.get(seq) {
+            lat.push((start - c) as f64 / 1e6);
+        }
+    }
+    let missing = commits.len().saturating_sub(lat.len());
+    let summary = latency_summary(lat);
+    progress(format!(
+        "  p50 {} ms, p90 {} ms, p99 {} ms, max {} ms ({} samples, {missing} missing{})",
+        ms(&summary["p50_ms"]),
+        ms(&summary["p90_ms"]),
+        ms(&summary["p99_ms"]),
+        ms(&summary["max_ms"]),
+        summary["n"],
+        if all { "" } else { ", NOT ALL DELIVERED" }
+    ));
+    Ok(json!({
+        "id": format!("latency_{}", rate as u64),
+        "name": format!("latency: publish commit → handler start, {} events/s", thousands(rate)),
+        "unit": "events/s (offered)",
+        "rate": Value::Null,
+        "offered_rate": rate,
+        "achieved_publish_rate": meta["achieved_rate"],
+        "publishers": publishers,
+        "n": n,
+        "missing": missing,
+        "latency": summary,
+        "latency_meaning": "wall clock at handler start − wall clock right after tx.commit() \
+                            returned in the publisher process (joined on a sequence number in the payload)",
+    }))
+}
+
+/// The publisher process of the latency scenario: N events, one per transaction, due at
+/// `i / rate` seconds, spread over a few connections so that a slow commit does not delay
+/// the next event; writes `seq,commit_ns` lines.
+pub async fn publisher_child() -> Res<()> {
+    let url = std::env::var("PGBUS_BENCH_CHILD_URL")?;
+    let n: usize = std::env::var("PGBUS_BENCH_CHILD_N")?.parse()?;
+    let rate: f64 = std::env::var("PGBUS_BENCH_CHILD_RATE")?.parse()?;
+    let publishers: usize = std::env::var("PGBUS_BENCH_CHILD_PUBLISHERS")?.parse()?;
+    let out = std::env::var("PGBUS_BENCH_CHILD_OUT")?;
+    let opts: sqlx::postgres::PgConnectOptions = url.parse()?;
+    let opts = sqlx::ConnectOptions::disable_statement_logging(opts);
+    let mut conns: Vec<PgConnection> = Vec::new();
+    for _ in 0..publishers {
+        conns.push(PgConnection::connect_with(&opts).await?);
+    }
+    let publisher = publisher()?;
+    let tickets = Tickets::new(n, 1);
+    let t0 = tokio::time::Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::new();
+    for mut conn in conns {
+        let tickets = tickets.clone();
+        let publisher = publisher.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rows = Vec::new();
+            while let Some(r) = tickets.take() {
+                let i = r.start;
+                tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
+                let mut tx = conn.begin().await?;
+                publisher.publish(&mut tx, noop_event(i)).await?;
+                tx.commit().await?;
+                rows.push((i, now_ns()));
+            }
+            conn.close().await?;
+            Ok::<_, BoxError>(rows)
+        }));
+    }
+    let mut rows = Vec::with_capacity(n);
+    for t in tasks {
+        rows.extend(t.await??);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    rows.sort();
+    let mut body = format!(
+        "#{}\nseq,commit_ns\n",
+        json!({ "achieved_rate": (n as f64 / elapsed).round() })
+    );
+    for (i, t) in rows {
+        body.push_str(&format!("{i},{t}\n"));
+    }
+    std::fs::write(out, body)?;
+    Ok(())
+}
