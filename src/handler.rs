@@ -224,3 +224,67 @@ impl<H: RawHandler> ErasedHandler for Raw<H> {
         self.0.handle(delivery).await.map_err(Failure::Handler)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("saving the follow-up failed")]
+    struct Outer(#[source] std::io::Error);
+
+    fn retry_message(e: HandlerError) -> String {
+        match e {
+            HandlerError::Retry { message, delay } => {
+                assert_eq!(delay, None);
+                message
+            }
+            other => panic!("not a retry: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn common_error_types_convert_into_a_retry_with_their_causes() {
+        let io = || std::io::Error::other("disk full");
+        assert_eq!(retry_message(io().into()), "disk full");
+        assert_eq!(
+            retry_message(Outer(io()).into()),
+            "saving the follow-up failed: disk full"
+        );
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(Outer(io()));
+        assert_eq!(
+            retry_message(boxed.into()),
+            "saving the follow-up failed: disk full"
+        );
+        let any = anyhow::Error::new(io()).context("calling the CRM");
+        assert_eq!(retry_message(any.into()), "calling the CRM: disk full");
+        assert_eq!(retry_message("plain text".into()), "plain text");
+        assert_eq!(retry_message(String::from("owned").into()), "owned");
+    }
+
+    #[test]
+    fn a_cause_repeated_in_its_message_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("query failed: disk full")]
+        struct Repeats(#[source] std::io::Error);
+        let e: HandlerError = Repeats(std::io::Error::other("disk full")).into();
+        assert_eq!(retry_message(e), "query failed: disk full");
+    }
+
+    #[test]
+    fn the_last_attempt_is_the_policys_last() {
+        let envelope = EventEnvelope {
+            id: uuid::Uuid::now_v7(),
+            event_type: "a.b".into(),
+            source: "s".into(),
+            subject: None,
+            key: None,
+            data: serde_json::Value::Null,
+            headers: Default::default(),
+            created_at: chrono::Utc::now(),
+        };
+        let d = |attempt| Delivery::__new(1, attempt, 3, "sub".into(), envelope.clone());
+        assert!(!d(2).is_last_attempt());
+        assert!(d(3).is_last_attempt());
+    }
+}

@@ -5,42 +5,14 @@
 use std::sync::Arc;
 
 use sqlx::PgConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::backoff::Backoff;
 use super::connection::KeptConnection;
 use super::shared::{ClaimKey, Shared};
+use super::target::{Msg, Target, lease_ids};
 use crate::sql;
-use crate::state::{DeliveryState, Transition};
-
-/// One outcome to write: a delivery, the lease it is fenced by, and its target.
-#[derive(Debug)]
-pub(crate) struct Target {
-    pub(crate) id: i64,
-    /// The lease id of the claim it came from: written only while that claim holds it.
-    pub(crate) lease: i64,
-    pub(crate) transition: Transition,
-}
-
-/// Messages to the completer task.
-#[derive(Debug)]
-pub(crate) enum Msg {
-    Complete(Target),
-    /// Write everything sent before (retrying while the database is unreachable), then
-    /// `last` in one attempt, reply with that attempt's result, and stop.
-    Finish {
-        last: Vec<Target>,
-        reply: oneshot::Sender<sqlx::Result<()>>,
-    },
-}
-
-/// The distinct lease ids of a set of targets (a handful: one per claim they came from).
-pub(crate) fn lease_ids(leases: impl Iterator<Item = i64>) -> Vec<i64> {
-    let mut ids: Vec<i64> = leases.collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
+use crate::state::DeliveryState;
 
 /// Writes a batch of targets; returns how many rows still had this dispatcher's lease.
 pub(crate) async fn write(conn: &mut PgConnection, batch: &[Target]) -> sqlx::Result<i64> {

@@ -121,7 +121,7 @@ async fn run_primary(shared: &Arc<Shared>) {
     while !signals.stop.is_cancelled() {
         // Due suspects are looked for every poll interval, and at once when new ones were
         // written.
-        if signals.suspects_written.swap(false, Relaxed) || Instant::now() >= next_solo_check {
+        if signals.look_for_suspects.swap(false, Relaxed) || Instant::now() >= next_solo_check {
             next_solo_check = Instant::now() + shared.config.poll_interval;
             let names: Vec<&str> = claimer.subs.iter().map(|s| s.0).collect();
             match claimer

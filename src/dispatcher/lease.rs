@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::complete::lease_ids;
 use super::connection::KeptConnection;
 use super::shared::{ClaimKey, Shared};
+use super::target::lease_ids;
 use crate::sql;
 
 /// Every third of the shortest lease, extends the leases last extended a third of their

@@ -2,7 +2,7 @@
 //!
 //! One file per part: `config` (the builder), `shared` and `signals` (what the tasks
 //! share), `fetch_loop` with `room` and `claim` (taking work), `dispatch` and `execute`
-//! (running it), `outcome` and `complete` (deciding and writing what follows), `lease`,
+//! (running it), `outcome`, `target` and `complete` (deciding and writing what follows), `lease`,
 //! `listen`, `maintain`, `shutdown`, `handle`; `connection` and `backoff` serve them all.
 
 mod backoff;
@@ -22,6 +22,7 @@ mod room;
 mod shared;
 mod shutdown;
 mod signals;
+mod target;
 
 use std::sync::Arc;
 

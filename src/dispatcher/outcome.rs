@@ -1,8 +1,8 @@
 //! From what happened to a held delivery to the target the completer writes: the state
 //! machine (`crate::state`) decides, this file only looks up its inputs and logs.
 
-use super::complete::{Msg, Target};
 use super::shared::{ClaimKey, Held, Shared};
+use super::target::{Msg, Target};
 use crate::retry;
 use crate::state::{self, Attempt, Cause, DeliveryState};
 

@@ -10,9 +10,9 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
-use super::complete::Msg;
 use super::config::Config;
 use super::signals::Signals;
+use super::target::Msg;
 use crate::handler::Delivery;
 use crate::subscription::Subscription;
 

@@ -8,8 +8,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::complete::{Msg, Target};
 use super::shared::{ClaimKey, Shared};
+use super::target::{Msg, Target};
 use crate::error::Result;
 use crate::state::{Cause, DeliveryState};
 

@@ -22,7 +22,7 @@ pub(crate) struct Signals {
     /// Crash suspects are due: ordinary claims pause until they have run, one at a time.
     pub(crate) solo_pending: AtomicBool,
     /// A delivery became a crash suspect: look for due suspects at once.
-    pub(crate) suspects_written: AtomicBool,
+    pub(crate) look_for_suspects: AtomicBool,
     /// Stop claiming and starting handlers.
     pub(crate) stop: CancellationToken,
     /// The shutdown deadline passed: abandon running handlers and pending writes.
@@ -39,7 +39,7 @@ impl Signals {
             backlog_wake: Notify::new(),
             backlog: AtomicBool::new(false),
             solo_pending: AtomicBool::new(false),
-            suspects_written: AtomicBool::new(false),
+            look_for_suspects: AtomicBool::new(false),
             stop: CancellationToken::new(),
             abandon: CancellationToken::new(),
             finished: CancellationToken::new(),
@@ -69,7 +69,7 @@ impl Signals {
 
     /// New crash suspects were written: the fetch loop looks for them at once.
     pub(crate) fn suspects_written(&self) {
-        self.suspects_written.store(true, Relaxed);
+        self.look_for_suspects.store(true, Relaxed);
         self.wake.notify_one();
     }
 }

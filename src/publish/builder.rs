@@ -56,9 +56,9 @@ impl PublisherBuilder {
     /// A transaction that NOTIFYs holds a database-wide lock from its commit until the
     /// commit is flushed, so concurrent notifying publishers commit one at a time (measured
     /// here with 16 publishers: about 1,000 events/s with a zero window, 5,000 with 1 ms).
-    /// The cost of a window: a publish inside it relies on the NOTIFY of the publish that
-    /// opened it; a woken dispatcher re-fetches over the next ~31 ms, so only a transaction
-    /// committing later than that waits for the dispatcher's poll interval.
+    /// A publish inside a window relies on the NOTIFY of the publish that opened it: a
+    /// dispatcher woken by that one looks again for a few milliseconds, so a transaction
+    /// that commits much later is found at the dispatcher's poll interval.
     pub fn notify_debounce(mut self, window: Duration) -> Self {
         self.notify_debounce = window;
         self

@@ -9,6 +9,7 @@ mod lease;
 mod maintain;
 mod migrate;
 mod publish;
+mod registration;
 mod retry;
 mod shutdown;
 mod validation;

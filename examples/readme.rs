@@ -1,0 +1,186 @@
+//! Every Rust code block of the README, compiled. Each block is the text between a
+//! `// README: begin` and the next `// README: end` line, in README order; the test
+//! `tests/readme.rs` checks that the README shows exactly these blocks.
+//!
+//! Run it (`cargo run --example readme`) to see the handler test and the publish test pass
+//! against a throwaway PostgreSQL (or `DATABASE_URL`).
+#![allow(dead_code)]
+
+use sqlx::PgPool;
+
+// README: begin
+async fn connect() -> Result<PgPool, Box<dyn std::error::Error>> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(20)
+        .connect(&std::env::var("DATABASE_URL")?)
+        .await?;
+    pgbus::migrate(&pool).await?;
+    Ok(pool)
+}
+// README: end
+
+// README: begin
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct PropertyCreated {
+    property_id: i64,
+    title: String,
+}
+
+impl pgbus::Event for PropertyCreated {
+    const TYPE: &'static str = "property.created";
+}
+// README: end
+
+// README: begin
+async fn create_property(
+    pool: &PgPool,
+    publisher: &pgbus::Publisher, // cheap to clone; build one at start-up
+    title: &str,
+) -> pgbus::Result<i64> {
+    let mut tx = pool.begin().await?;
+    let property_id: i64 =
+        sqlx::query_scalar("INSERT INTO properties (title) VALUES ($1) RETURNING id")
+            .bind(title)
+            .fetch_one(&mut *tx) // sqlx's own queries take the transaction as an executor
+            .await?;
+    let event = PropertyCreated {
+        property_id,
+        title: title.to_owned(),
+    };
+    publisher.publish(&mut tx, &event).await?; // pgbus takes its connection
+    tx.commit().await?;
+    Ok(property_id)
+}
+// README: end
+
+// README: begin
+fn with_metadata(event: &PropertyCreated, request_id: &str) -> pgbus::Result<pgbus::NewEvent> {
+    Ok(pgbus::NewEvent::from_event(event)?
+        .subject(format!("property/{}", event.property_id)) // the entity it is about
+        .header("correlation_id", request_id) // correlation ids, traceparent, ...
+        .dedupe_key(format!("property-created/{}", event.property_id)) // at most once
+        .priority(-1) // smaller runs first (default 0)
+        .deliver_at(chrono::Utc::now() + chrono::Duration::minutes(10))) // not before
+}
+// README: end
+
+// README: begin
+use pgbus::{Delivery, Handler, HandlerError, RawHandler};
+
+struct ScheduleFollowUp {
+    pool: PgPool,
+}
+
+#[pgbus::async_trait]
+impl Handler<PropertyCreated> for ScheduleFollowUp {
+    async fn handle(
+        &self,
+        event: PropertyCreated,
+        delivery: &Delivery,
+    ) -> Result<(), HandlerError> {
+        // Idempotent: keyed by the event id, a second run inserts nothing.
+        sqlx::query(
+            "INSERT INTO follow_ups (event_id, property_id) VALUES ($1, $2)
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(delivery.event.id)
+        .bind(event.property_id)
+        .execute(&self.pool)
+        .await?; // any error converts into a retry
+        Ok(())
+    }
+}
+
+/// Receives every event its subscription's patterns match, payload as JSON.
+struct Audit;
+
+#[pgbus::async_trait]
+impl RawHandler for Audit {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let event = &delivery.event;
+        if event.data.get("property_id").is_none() {
+            return Err(HandlerError::permanent("no property_id")); // dead at once
+        }
+        if delivery.is_last_attempt() {
+            eprintln!("last attempt for {} ({})", event.id, event.event_type);
+        }
+        Ok(())
+    }
+}
+// README: end
+
+// README: begin
+use pgbus::{Dispatcher, RetryPolicy, Subscription};
+
+async fn run_dispatcher(pool: PgPool) -> pgbus::Result<()> {
+    let follow_up = ScheduleFollowUp { pool: pool.clone() };
+    let dispatcher = Dispatcher::builder(pool)
+        .subscribe(
+            Subscription::to::<PropertyCreated, _>("listings.follow-up", follow_up)
+                .retry(RetryPolicy::default().max_attempts(10)),
+        )
+        .subscribe(Subscription::raw("audit.properties", ["property.*"], Audit).concurrency(4))
+        .build()?
+        .start()
+        .await?;
+
+    let token = dispatcher.token(); // a CancellationToken
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        token.cancel();
+    });
+    // ... serve ...
+    let report = dispatcher.stopped().await?; // or dispatcher.shutdown().await? to stop now
+    println!(
+        "finished in time: {}, released: {}",
+        report.finished_in_time, report.released
+    );
+    Ok(())
+}
+// README: end
+
+// README: begin
+use pgbus_testing::{DeliveryBuilder, TestDatabase};
+
+// In your tests, with `#[tokio::test]`:
+async fn audit_refuses_an_event_without_a_property() {
+    let delivery = DeliveryBuilder::raw("property.created", serde_json::json!({"title": "x"}))
+        .attempt(3)
+        .max_attempts(3)
+        .build();
+    assert!(delivery.is_last_attempt());
+    let error = Audit.handle(&delivery).await.unwrap_err();
+    assert!(matches!(error, HandlerError::Permanent { .. }));
+}
+
+async fn publishing_fans_out_to_registered_subscriptions() -> Result<(), Box<dyn std::error::Error>>
+{
+    let db = TestDatabase::create().await?; // migrated, dropped at the end
+    let publisher = pgbus::Publisher::new("tests")?;
+    let mut conn = db.pool().acquire().await?;
+    let outcome = publisher
+        .publish(
+            &mut conn,
+            pgbus::NewEvent::raw("property.created", serde_json::json!({})),
+        )
+        .await?;
+    assert_eq!(
+        outcome,
+        pgbus::PublishOutcome::Published {
+            id: outcome.id(),
+            deliveries: 0
+        }
+    );
+    Ok(())
+}
+// README: end
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    audit_refuses_an_event_without_a_property().await;
+    publishing_fans_out_to_registered_subscriptions().await?;
+    println!("README examples: ok");
+    Ok(())
+}
