@@ -109,37 +109,44 @@ pub(crate) async fn prune(
     event_retention: Option<Duration>,
     done_retention: Duration,
 ) -> sqlx::Result<(u64, u64)> {
-    let mut deliveries = 0;
-    loop {
-        let n = sqlx::query(sql::PRUNE_DONE)
+    let deliveries = in_batches(|| async {
+        let done = sqlx::query(sql::PRUNE_DONE)
             .bind(done_retention.as_secs_f64())
-            .bind(PRUNE_BATCH)
-            .execute(pool)
+            .bind(PRUNE_BATCH);
+        Ok(done.execute(pool).await?.rows_affected())
+    })
+    .await?;
+    let events = match event_retention {
+        Some(retention) => {
+            in_batches(|| async {
+                let old = sqlx::query(sql::PRUNE_EVENTS)
+                    .bind(retention.as_secs_f64())
+                    .bind(PRUNE_BATCH)
+                    .bind(PRUNE_LOCK_KEY);
+                Ok(old.execute(pool).await?.rows_affected())
+            })
             .await?
-            .rows_affected();
-        deliveries += n;
-        if n < PRUNE_BATCH as u64 {
-            break;
         }
-    }
-    let mut events = 0;
-    if let Some(retention) = event_retention {
-        loop {
-            let n = sqlx::query(sql::PRUNE_EVENTS)
-                .bind(retention.as_secs_f64())
-                .bind(PRUNE_BATCH)
-                .bind(PRUNE_LOCK_KEY)
-                .execute(pool)
-                .await?
-                .rows_affected();
-            events += n;
-            if n < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
-    }
+        None => 0,
+    };
     if events + deliveries > 0 {
         tracing::debug!(events, deliveries, "pgbus: pruned");
     }
     Ok((events, deliveries))
+}
+
+/// Runs a deletion of at most `PRUNE_BATCH` rows until one deletes fewer; returns the total.
+async fn in_batches<F, Fut>(mut delete: F) -> sqlx::Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let n = delete().await?;
+        total += n;
+        if n < PRUNE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
 }
