@@ -70,7 +70,7 @@ impl Publisher {
     /// # Errors
     ///
     /// A validation error (type name, field, payload size or content) before anything is
-    /// written, or [`Error::Database`].
+    /// written, or [`Error::Database`](crate::Error::Database).
     pub async fn publish<'a>(
         &self,
         conn: &mut PgConnection,
