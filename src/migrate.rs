@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_state_check.sql",
         sql: include_str!("../migrations/0003_state_check.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_dispatchers.sql",
+        sql: include_str!("../migrations/0004_dispatchers.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for the advisory lock that serialises concurrent migrators.

@@ -31,6 +31,12 @@ statements! {
     MIGRATE_APPLIED = "migrate_applied.sql";
     MIGRATE_RECORD = "migrate_record.sql";
     SESSION_SETUP = "session_setup.sql";
+    PRESENCE_JOIN = "presence_join.sql";
+    PRESENCE_LOCK = "presence_lock.sql";
+    PRESENCE_HEARTBEAT = "presence_heartbeat.sql";
+    PRESENCE_LEAVE = "presence_leave.sql";
+    STALE_DISPATCHERS = "stale_dispatchers.sql";
+    REAP_DISPATCHER = "reap_dispatcher.sql";
 }
 
 /// The channel publishers NOTIFY and dispatchers LISTEN on.

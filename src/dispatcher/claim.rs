@@ -69,13 +69,14 @@ struct ResultRow {
 }
 
 /// Claims due deliveries of the wanted subscriptions (`subs` holds every subscription's
-/// name and lease in seconds, by position); `solo` takes crash suspects instead of ordinary
-/// work.
+/// name and lease in seconds, by position) for dispatcher `owner`; `solo` takes crash
+/// suspects instead of ordinary work.
 pub(crate) async fn claim(
     conn: &mut PgConnection,
     subs: &[(&str, f64)],
     wants: &[Want],
     solo: bool,
+    owner: i32,
 ) -> sqlx::Result<Vec<ClaimedRow>> {
     let names: Vec<&str> = wants.iter().map(|w| subs[w.sub].0).collect();
     let idx: Vec<i32> = wants.iter().map(|w| w.sub as i32).collect();
@@ -87,6 +88,7 @@ pub(crate) async fn claim(
         .bind(&limits)
         .bind(&leases)
         .bind(solo)
+        .bind(owner)
         .fetch_all(conn)
         .await?;
     Ok(pair(rows))

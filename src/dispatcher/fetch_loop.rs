@@ -45,9 +45,9 @@ impl<'a> Claimer<'a> {
     /// subscription got all it asked for or leases were taken back (claim again at once),
     /// and records the backlog.
     async fn claim_batch(&mut self, reserved: Reservation<'_>) -> sqlx::Result<bool> {
-        let subs = &self.subs;
+        let (subs, owner) = (&self.subs, self.shared.owner);
         let rows = (self.conn)
-            .run(async |c| claim::claim(c, subs, &reserved.wants, false).await)
+            .run(async |c| claim::claim(c, subs, &reserved.wants, false, owner).await)
             .await?;
         let mut got = vec![0usize; self.shared.subs.len()];
         let mut took_back = 0usize;
@@ -72,9 +72,9 @@ impl<'a> Claimer<'a> {
     /// go back uncounted. Returns whether one was started.
     async fn claim_suspect(&mut self) -> sqlx::Result<bool> {
         let wants = Reservation::one_each(self.shared);
-        let subs = &self.subs;
+        let (subs, owner) = (&self.subs, self.shared.owner);
         let rows = (self.conn)
-            .run(async |c| claim::claim(c, subs, &wants, true).await)
+            .run(async |c| claim::claim(c, subs, &wants, true, owner).await)
             .await?;
         let mut started = false;
         for row in rows {

@@ -3,7 +3,8 @@
 //! One file per part: `config` (the builder), `shared` and `signals` (what the tasks
 //! share), `fetch_loop` with `room` and `claim` (taking work), `dispatch` and `execute`
 //! (running it), `outcome`, `target` and `complete` (deciding and writing what follows), `lease`,
-//! `listen`, `maintain`, `shutdown`, `handle`; `connection` and `backoff` serve them all.
+//! `presence`, `listen`, `maintain`, `shutdown`, `handle`; `connection` and `backoff` serve
+//! them all.
 
 mod backoff;
 mod claim;
@@ -18,6 +19,7 @@ mod lease;
 mod listen;
 mod maintain;
 mod outcome;
+mod presence;
 mod room;
 mod shared;
 mod shutdown;
@@ -93,8 +95,15 @@ impl Dispatcher {
     /// registered.
     pub async fn start(self) -> Result<DispatcherHandle> {
         registration::register(&self.pool, &self.subs).await?;
+        let presence = presence::Presence::join(&self.pool).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::new(self.pool, self.subs, self.config, tx));
+        let shared = Arc::new(Shared::new(
+            self.pool,
+            self.subs,
+            self.config,
+            presence.id,
+            tx,
+        ));
         let token = CancellationToken::new();
         let background = TaskTracker::new();
         let completer = background.spawn(complete::run(shared.clone(), rx));
@@ -103,6 +112,7 @@ impl Dispatcher {
             background.spawn(listen::run(shared.clone()));
         }
         background.spawn(lease::run(shared.clone()));
+        background.spawn(presence::run(shared.clone(), presence));
         background.spawn(maintain::run(shared.clone()));
         background.close();
         let supervisor = tokio::spawn(shutdown::supervise(

@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     pub(crate) pool: PgPool,
     pub(crate) subs: Vec<SubState>,
     pub(crate) config: Config,
+    /// This dispatcher's id (`pgbus.dispatchers`), stamped on the rows it claims.
+    pub(crate) owner: i32,
     /// Deliveries claimed and not yet written back, by claim: a delivery taken back from
     /// this very dispatcher is held twice (the lost attempt, still running, and the new
     /// claim) until the lost attempt's handler returns.
@@ -77,6 +79,7 @@ impl Shared {
         pool: PgPool,
         subs: Vec<Subscription>,
         config: Config,
+        owner: i32,
         outcomes: mpsc::UnboundedSender<Msg>,
     ) -> Self {
         Shared {
@@ -93,6 +96,7 @@ impl Shared {
                 })
                 .collect(),
             config,
+            owner,
             held: Mutex::new(HashMap::new()),
             claim_gate: Mutex::new(()),
             signals: Signals::new(),

@@ -6,9 +6,11 @@
 -- $3 n        int4[]    how many to take for each subscription
 -- $4 lease    float8[]  each subscription's lease, in seconds
 -- $5 solo     bool      true: crash suspects (solo) only; false: ordinary work only
+-- $6 owner    int4      the claiming dispatcher's id (pgbus.dispatchers)
 --
 -- Every picked row becomes running (state 1) under a new lease: run_at = lease expiry,
--- lease_id = this claim's transaction id, which fences its outcome and lease extensions. A
+-- lease_id = this claim's transaction id, which fences its outcome and lease extensions,
+-- owner = the claimer, whose death makes its leases expire at once (reap_dispatcher.sql). A
 -- pending row (state 0) starts an attempt (attempts + 1). A running row whose lease expired
 -- is taken back: its lost attempt was counted when it was claimed, so attempts stay, and it
 -- comes back with taken_back = true for the dispatcher to decide its next state
@@ -40,7 +42,8 @@ upd AS (
         state = 1 /* running */,
         attempts = d.attempts + (p.old_state = 0)::int4,
         run_at = now() + p.lease * interval '1 second',
-        lease_id = l.id
+        lease_id = l.id,
+        owner = $6
     FROM picked p, (SELECT pg_current_xact_id()::text::int8 AS id) l
     WHERE d.id = ANY (ARRAY(SELECT id FROM picked)) AND d.id = p.id
     RETURNING d.id, d.event_id, p.idx, d.attempts, p.old_state = 1 AS taken_back, d.lease_id,

@@ -41,6 +41,8 @@ pub enum Mode {
     Record,
     /// Like `Record`, but abort the whole process on an event whose data has `"poison": true`.
     Poison,
+    /// Never return: the worker holds whatever it claims until it is killed.
+    Hold,
 }
 
 /// How workers are set up.
@@ -70,6 +72,7 @@ impl WorkerConfig {
         let mode = match self.mode {
             Mode::Record => "record",
             Mode::Poison => "poison",
+            Mode::Hold => "hold",
         };
         cmd.env(URL, &self.url)
             .env(MODE, mode)
@@ -86,10 +89,10 @@ impl WorkerConfig {
     fn import() -> Option<WorkerConfig> {
         Some(WorkerConfig {
             url: std::env::var(URL).ok()?,
-            mode: if std::env::var(MODE).as_deref() == Ok("poison") {
-                Mode::Poison
-            } else {
-                Mode::Record
+            mode: match std::env::var(MODE).as_deref() {
+                Ok("poison") => Mode::Poison,
+                Ok("hold") => Mode::Hold,
+                _ => Mode::Record,
             },
             subscriptions: std::env::var(SUBS)
                 .unwrap_or_default()
@@ -194,6 +197,9 @@ struct WorkerHandler {
 #[async_trait]
 impl RawHandler for WorkerHandler {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        if self.mode == Mode::Hold {
+            std::future::pending::<()>().await;
+        }
         if self.mode == Mode::Poison && delivery.event.data["poison"] == true {
             eprintln!(
                 "pgbus fault worker {}: poison delivery {} (attempt {}): aborting",
