@@ -173,6 +173,18 @@ pub fn plot(report: &Value) -> Svg {
     if readers > 0 {
         sub += &format!("; {readers} REPEATABLE READ readers throughout");
     }
+    let b = &report["burst"];
+    if let Some(n) = b["events"].as_f64() {
+        sub += &format!(
+            "; burst of {} at {:.0} s: {}",
+            thousands(n),
+            b["started_secs"].as_f64().unwrap_or(0.0),
+            match b["drain_time_secs"].as_f64() {
+                Some(d) => format!("drained in {d:.1} s"),
+                None => "not drained within the run".to_owned(),
+            }
+        );
+    }
     svg.text(20.0, 80.0, 12.0, "start", r##"fill="#444""##, &sub);
     let samples = report["samples"].as_array().cloned().unwrap_or_default();
     let t_max = samples

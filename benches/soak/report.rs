@@ -131,43 +131,48 @@ fn print_horizon(report: &Value) {
 
 fn print_storage(report: &Value) {
     let s = &report["storage"];
-    if s.is_null() {
-        return;
-    }
     let d = &s["dead_tuples"];
-    if s["max_held_bytes"].is_null() {
-        println!(
-            "\npgbus.deliveries (heap + indexes): max {}, final {}; pgbus schema final {}",
-            bytes(&report["reference"]["max_bytes"]),
-            bytes(&s["final_bytes"]),
-            bytes(&s["schema_final_bytes"]),
-        );
-        return;
-    }
-    println!(
-        "\npgbus.deliveries (heap + indexes): max before the pin {}, max while held {} ({}× before, {}× the unpinned max), max after the release {}, final {}; pgbus schema max while held {}, final {}",
-        bytes(&s["max_before_pin_bytes"]),
-        bytes(&s["max_held_bytes"]),
-        s["max_held_over_before"],
-        s["max_held_over_reference"],
-        bytes(&s["max_after_release_bytes"]),
+    let x = |v: &Value| v.as_f64().map_or("—".to_owned(), |r| format!("{r:.2}×"));
+    let mut size = format!(
+        "\npgbus.deliveries (heap + indexes): max {}, final {}; pgbus schema final {}",
+        bytes(&report["reference"]["max_bytes"]),
         bytes(&s["final_bytes"]),
-        bytes(&s["schema_max_held_bytes"]),
         bytes(&s["schema_final_bytes"]),
     );
-    println!(
-        "n_dead_tup of pgbus.deliveries: {} when the hold began, max {} while held, {} at the release, min {} after it, {} at the end; back within 10% of the unpinned max ({}) after the release: {}",
-        d["at_pin"],
-        d["max_held"],
-        d["at_release"],
-        d["min_after_release"],
-        d["final"],
-        bytes(&s["recovery_level_bytes"]),
-        match s["recovered_secs_after_release"].as_f64() {
-            Some(t) => format!("after {t:.0} s"),
-            None => "not within the run".to_owned(),
-        }
-    );
+    let mut dead = format!("n_dead_tup of pgbus.deliveries: {} at the end", d["final"]);
+    if !s["max_held_bytes"].is_null() {
+        size = format!(
+            "\npgbus.deliveries (heap + indexes): max while the horizon was held {} ({} the unpinned max), final {}; pgbus schema max while held {}, final {}",
+            bytes(&s["max_held_bytes"]),
+            x(&s["max_held_over_reference"]),
+            bytes(&s["final_bytes"]),
+            bytes(&s["schema_max_held_bytes"]),
+            bytes(&s["schema_final_bytes"]),
+        );
+        dead = format!(
+            "n_dead_tup of pgbus.deliveries: {} when the hold began, max {} while held, {} at the end",
+            d["at_pin"], d["max_held"], d["final"]
+        );
+    }
+    if !report["pin"].is_null() {
+        size += &format!(
+            "; before the pin max {} (held: {} that), after the release max {}",
+            bytes(&s["max_before_pin_bytes"]),
+            x(&s["max_held_over_before"]),
+            bytes(&s["max_after_release_bytes"]),
+        );
+        dead += &format!(
+            "; {} at the release, min {} after it; back within 10% of the unpinned max ({}) after the release: {}",
+            d["at_release"],
+            d["min_after_release"],
+            bytes(&s["recovery_level_bytes"]),
+            match s["recovered_secs_after_release"].as_f64() {
+                Some(t) => format!("after {t:.0} s"),
+                None => "not within the run".to_owned(),
+            }
+        );
+    }
+    println!("{size}\n{dead}");
 }
 
 fn print_relations(report: &Value) {
