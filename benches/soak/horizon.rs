@@ -29,6 +29,8 @@ pub fn spawn_pin(
     (at, secs): (f64, f64),
     held: Arc<AtomicBool>,
 ) -> JoinHandle<Res<Value>> {
+    // Already held when the run starts (the sampler's first sample says so).
+    held.store(xid.is_some(), Ordering::SeqCst);
     tokio::spawn(async move {
         let t0 = tokio::time::Instant::from_std(t0);
         let mut started = 0.0;

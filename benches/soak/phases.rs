@@ -45,9 +45,12 @@ impl Windows {
         }
     }
 
-    /// Whether the horizon is held back at `t`: the pin is held, or readers run.
+    /// Whether `t` is in the held phase: the pin is held (with a pin), or readers run (without).
     pub fn held(&self, t: f64) -> bool {
-        self.readers || self.pin.is_some_and(|(a, b)| t >= a && t < b)
+        match self.pin {
+            Some((a, b)) => t >= a && t < b,
+            None => self.readers,
+        }
     }
 
     /// What the verdicts call the held phase.

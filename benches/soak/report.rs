@@ -156,7 +156,7 @@ fn print_storage(report: &Value) {
     }
     if !report["pin"].is_null() {
         size += &format!(
-            "; before the pin max {} (held: {} that), after the release max {}",
+            "; max before the pin {} (held max / that: {}), max after the release {}",
             bytes(&s["max_before_pin_bytes"]),
             x(&s["max_held_over_before"]),
             bytes(&s["max_after_release_bytes"]),

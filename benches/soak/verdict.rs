@@ -82,7 +82,8 @@ fn max_of(
 /// unpinned level.
 pub fn storage(samples: &[Sample], w: &Windows, reference: &Value) -> Value {
     let (pin_at, release) = w.pin.unwrap_or((0.0, f64::INFINITY));
-    let held = |s: &Sample| w.held(s.t);
+    // The flag is read just before a sample's queries: a sample at the release counts.
+    let held = |s: &Sample| w.held(s.t) || s.pin_held;
     let during = max_of(samples, held, Sample::deliveries);
     let before = max_of(samples, |s| s.t < pin_at, Sample::deliveries);
     let level = reference["max_bytes"].as_i64();
