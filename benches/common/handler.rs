@@ -9,8 +9,17 @@ use serde_json::Value;
 
 use super::now_ns;
 
+/// One handled event of a [`Counter::recording_age`] counter: the payload's `seq` and `t`
+/// (wall clock in ns when it was sent) and the handler's start minus `t`.
+#[derive(Debug, Clone, Copy)]
+pub struct Age {
+    pub seq: i64,
+    pub sent_ns: i64,
+    pub age_ms: f32,
+}
+
 /// Counts handler runs (and optionally records `(seq, start_ns)` from the payload's `seq`, or
-/// the latency against the payload's `t` in ns); wakes `wait` at the target count.
+/// the latency against the payload's `t` in ns, as [`Age`]s); wakes `wait` at the target count.
 #[derive(Debug, Default)]
 pub struct Counter {
     pub done: AtomicUsize,
@@ -19,7 +28,7 @@ pub struct Counter {
     pub record_seq: bool,
     pub starts: Mutex<Vec<(i64, i128)>>,
     pub record_age: bool,
-    pub ages_ms: Mutex<Vec<f32>>,
+    pub ages: Mutex<Vec<Age>>,
 }
 
 impl Counter {
@@ -43,7 +52,7 @@ impl Counter {
         Arc::new(Counter {
             target: AtomicUsize::new(target),
             record_age: true,
-            ages_ms: Mutex::new(Vec::with_capacity(target)),
+            ages: Mutex::new(Vec::with_capacity(target)),
             ..Counter::default()
         })
     }
@@ -87,11 +96,14 @@ impl RawHandler for Noop {
         }
         if c.record_age {
             let t = now_ns();
-            if let Some(sent) = delivery.event.data.get("t").and_then(Value::as_i64) {
-                c.ages_ms
-                    .lock()
-                    .unwrap()
-                    .push(((t - sent as i128) as f64 / 1e6) as f32);
+            let data = &delivery.event.data;
+            if let Some(sent_ns) = data.get("t").and_then(Value::as_i64) {
+                let seq = data.get("seq").and_then(Value::as_i64).unwrap_or(-1);
+                c.ages.lock().unwrap().push(Age {
+                    seq,
+                    sent_ns,
+                    age_ms: ((t - sent_ns as i128) as f64 / 1e6) as f32,
+                });
             }
         }
         let done = c.done.fetch_add(1, Ordering::SeqCst) + 1;

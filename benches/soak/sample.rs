@@ -1,16 +1,17 @@
-//! The soak's samples: relation sizes, backlog and dead tuples every few seconds, and whether
-//! each relation levelled off.
+//! The soak's samples: relation sizes, backlog, dead tuples, the horizon's age and whether
+//! the pin is held, every few seconds; and whether each relation levelled off.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 
-use crate::common::{BoxError, Counter, Res, round3};
+use crate::common::{BoxError, Counter, Res, round1, round3};
+use crate::load::Progress;
 
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -20,7 +21,33 @@ pub struct Sample {
     pub open: i64,
     pub running: i64,
     pub dead: i64,
+    /// `pg_relation_size` and `pg_indexes_size` of `pgbus.deliveries`.
+    pub heap: i64,
+    pub indexes: i64,
+    /// `pg_total_relation_size` summed over the `pgbus` schema's tables.
+    pub schema: i64,
+    /// The largest `age(backend_xmin)` of the other sessions, in transactions.
+    pub horizon_age: i64,
+    pub pin_held: bool,
+    /// `pg_total_relation_size` per table (`deliveries`) and index (`deliveries/<index>`).
     pub sizes: BTreeMap<String, i64>,
+}
+
+impl Sample {
+    /// `pgbus.deliveries`, heap + indexes.
+    pub fn deliveries(&self) -> i64 {
+        self.sizes.get("deliveries").copied().unwrap_or(0)
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "t": round1(self.t), "published": self.published, "delivered": self.delivered,
+            "open": self.open, "running": self.running, "n_dead_tup": self.dead,
+            "deliveries_heap": self.heap, "deliveries_indexes": self.indexes,
+            "schema_total": self.schema, "horizon_age_xids": self.horizon_age,
+            "pin_held": self.pin_held, "sizes": self.sizes,
+        })
+    }
 }
 
 async fn sample(
@@ -28,6 +55,7 @@ async fn sample(
     t0: Instant,
     published: usize,
     delivered: usize,
+    pin_held: bool,
 ) -> Res<Sample> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT CASE WHEN c.relkind = 'i' THEN i.indrelid::regclass::text || '/' || c.relname
@@ -52,6 +80,16 @@ async fn sample(
     )
     .fetch_one(&mut *c)
     .await?;
+    let (heap, indexes, schema, horizon_age): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT pg_relation_size('pgbus.deliveries'), pg_indexes_size('pgbus.deliveries'),
+                (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'pgbus' AND c.relkind = 'r'),
+                (SELECT coalesce(max(age(backend_xmin)), 0)::bigint FROM pg_stat_activity
+                 WHERE pid <> pg_backend_pid())",
+    )
+    .fetch_one(&mut *c)
+    .await?;
     Ok(Sample {
         t: t0.elapsed().as_secs_f64(),
         published,
@@ -59,6 +97,11 @@ async fn sample(
         open,
         running,
         dead,
+        heap,
+        indexes,
+        schema,
+        horizon_age,
+        pin_held,
         sizes: rows
             .into_iter()
             .map(|(name, size)| (name.trim_start_matches("pgbus.").to_owned(), size))
@@ -66,39 +109,38 @@ async fn sample(
     })
 }
 
-/// Samples every `every` from `c` until `stop` is set (one sample after it), printing each.
+/// Samples every `every` from `c` until `progress.stop` is set (one sample after it),
+/// printing each.
 pub fn spawn_sampler(
     mut c: PgConnection,
     t0: Instant,
     every: Duration,
-    published: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
     counter: Arc<Counter>,
-    stop: Arc<AtomicBool>,
 ) -> JoinHandle<Res<Vec<Sample>>> {
     tokio::spawn(async move {
         let mut samples = Vec::new();
         let mut next = tokio::time::Instant::now();
         loop {
-            let s = sample(
-                &mut c,
-                t0,
-                published.load(Ordering::SeqCst),
-                counter.count(),
-            )
-            .await?;
+            let pin_held = progress.pin_held.load(Ordering::SeqCst);
+            let s = sample(&mut c, t0, progress.published(), counter.count(), pin_held).await?;
             eprintln!(
-                "[{:>6.1} s] published {:>9} delivered {:>9} open {:>6} (running {:>6}) dead {:>7}  deliveries {:>9} KiB  events {:>9} KiB",
+                "[{:>6.1} s] published {:>9} delivered {:>9} open {:>6} (running {:>5}) dead {:>8} horizon {:>7} xids{}  deliveries {:>7} KiB (heap {:>7}, indexes {:>7})  schema {:>8} KiB",
                 s.t,
                 s.published,
                 s.delivered,
                 s.open,
                 s.running,
                 s.dead,
-                s.sizes.get("deliveries").copied().unwrap_or(0) / 1024,
-                s.sizes.get("events").copied().unwrap_or(0) / 1024,
+                s.horizon_age,
+                if s.pin_held { " PIN" } else { "    " },
+                s.deliveries() / 1024,
+                s.heap / 1024,
+                s.indexes / 1024,
+                s.schema / 1024,
             );
             samples.push(s);
-            if stop.load(Ordering::SeqCst) {
+            if progress.stop.load(Ordering::SeqCst) {
                 break;
             }
             next += every;
