@@ -33,9 +33,8 @@ statements! {
     SESSION_SETUP = "session_setup.sql";
     PRESENCE_JOIN = "presence_join.sql";
     PRESENCE_LOCK = "presence_lock.sql";
-    PRESENCE_HEARTBEAT = "presence_heartbeat.sql";
     PRESENCE_LEAVE = "presence_leave.sql";
-    STALE_DISPATCHERS = "stale_dispatchers.sql";
+    ABSENT_DISPATCHERS = "absent_dispatchers.sql";
     REAP_DISPATCHER = "reap_dispatcher.sql";
 }
 

@@ -41,7 +41,10 @@ async fn events_size(pool: &PgPool) -> Res<(i64, i64, i64)> {
 
 async fn run() -> Res<()> {
     init_logging();
-    let n = env_usize("PGBUS_PRUNE_EVENTS", if quick() { 500_000 } else { 5_000_000 }) as i64;
+    let n = env_usize(
+        "PGBUS_PRUNE_EVENTS",
+        if quick() { 500_000 } else { 5_000_000 },
+    ) as i64;
     let keep = n * env_usize("PGBUS_PRUNE_KEEP_PCT", 10) as i64 / 100;
     let pin = std::env::var("PGBUS_PRUNE_PIN").as_deref() == Ok("1");
     let server = Server::start().await?;
@@ -125,7 +128,11 @@ async fn run() -> Res<()> {
         human(after),
         thousands(dead as f64),
         human(vacuumed),
-        if pin { " (after the pin's release)" } else { "" }
+        if pin {
+            " (after the pin's release)"
+        } else {
+            ""
+        }
     );
     let report = json!({
         "machine": machine, "postgres": pg, "events": n, "old": n - keep, "pinned": pin,

@@ -1,13 +1,16 @@
 //! Presence: a dispatcher is known to be alive by a session-level advisory lock it holds on a
-//! connection of its own, and a heartbeat. When another dispatcher's heartbeat is stale and
-//! its lock is free, its process (or its connection to the database) is gone: its leases are
-//! expired at once, so its deliveries run again without waiting out their lease.
+//! connection of its own. Every 250 ms each dispatcher tries the locks of the others (a
+//! transaction-level try, which writes nothing); a lock found free twice, half a second
+//! apart, belongs to a dispatcher whose process (or connection to the database) is gone: its
+//! leases are expired at once, so its deliveries run again without waiting out their lease.
 //!
 //! Safety: the lock is taken before the dispatcher's first claim and held until it stops, so
 //! a live, connected dispatcher is never reaped, however slow its handlers. A dispatcher cut
 //! off from the database for longer than the grace period may be reaped; its outcomes are
-//! then fenced out by the lease, as for any lost lease.
+//! then fenced out by the lease, as for any lost lease, and it registers again when it is
+//! back.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +24,10 @@ use crate::sql;
 /// The first key of the two-key advisory locks of dispatchers' presence ("pgbs").
 const NAMESPACE: i32 = 0x7067_6273;
 
-/// How often a dispatcher refreshes its heartbeat and looks for dead dispatchers.
-const HEARTBEAT: Duration = Duration::from_millis(250);
+/// How often a dispatcher checks its own presence and the others'.
+const TICK: Duration = Duration::from_millis(250);
 
-/// A heartbeat older than this (two beats), with a free lock, means the dispatcher is gone. A reaper
+/// A lock free for this long (seen free at both ends) means its dispatcher is gone. A reaper
 /// must itself have been present this long since it (re)connected, so that after a
 /// database restart the others have had the time to come back.
 const GRACE: Duration = Duration::from_millis(500);
@@ -36,6 +39,8 @@ pub(crate) struct Presence {
     conn: KeptConnection,
     /// Since when the presence lock has been held without interruption.
     present_since: Option<Instant>,
+    /// Other dispatchers whose lock was found free, and since when.
+    absent_since: HashMap<i32, Instant>,
 }
 
 impl Presence {
@@ -45,12 +50,13 @@ impl Presence {
             id: 0,
             conn: KeptConnection::new(pool.clone()),
             present_since: None,
+            absent_since: HashMap::new(),
         };
         presence.id = presence.register(None).await?;
         Ok(presence)
     }
 
-    /// Inserts (or refreshes) the row and takes the lock on the kept connection.
+    /// Inserts (or keeps) the row and takes the lock on the kept connection.
     async fn register(&mut self, id: Option<i32>) -> sqlx::Result<i32> {
         let host = hostname();
         let pid = std::process::id() as i32;
@@ -68,7 +74,7 @@ impl Presence {
                     .fetch_one(&mut *c)
                     .await?;
                 if !locked {
-                    // Only a reaper holds it, for the length of its transaction.
+                    // Only a checker holds it, for the length of one statement.
                     return Err(sqlx::Error::Protocol(format!(
                         "the presence lock of dispatcher {id} is taken"
                     )));
@@ -80,51 +86,41 @@ impl Presence {
         Ok(id)
     }
 
-    /// One heartbeat: keeps the lock (reconnecting and locking again after an error) and
-    /// refreshes the row (registering again if it was reaped).
-    async fn beat(&mut self) -> sqlx::Result<()> {
+    /// One tick: takes the lock again if the connection was lost (registering again, in
+    /// case it was taken for dead meanwhile), then looks for dispatchers that are gone and
+    /// expires their leases. Returns how many leases it expired.
+    async fn tick(&mut self) -> sqlx::Result<u64> {
         if self.present_since.is_none() {
             self.register(Some(self.id)).await?;
-            return Ok(());
         }
         let id = self.id;
-        let alive: Option<i32> = (self.conn)
+        let absent: Vec<i32> = (self.conn)
             .run(async |c| {
-                sqlx::query_scalar(sql::PRESENCE_HEARTBEAT)
+                sqlx::query_scalar(sql::ABSENT_DISPATCHERS)
+                    .bind(NAMESPACE)
                     .bind(id)
-                    .fetch_optional(c)
+                    .fetch_all(c)
                     .await
             })
             .await
             .inspect_err(|_| self.present_since = None)?;
-        if alive.is_none() {
-            tracing::warn!(
-                dispatcher = id,
-                "pgbus: this dispatcher was taken for dead; registering again"
-            );
-            self.register(Some(id)).await?;
+        let now = Instant::now();
+        self.absent_since.retain(|other, _| absent.contains(other));
+        let mut gone = Vec::new();
+        for other in absent {
+            let since = *self.absent_since.entry(other).or_insert(now);
+            if now.duration_since(since) >= GRACE {
+                gone.push(other);
+            }
         }
-        Ok(())
-    }
-
-    /// Expires the leases of dispatchers that are gone; returns how many.
-    async fn reap(&mut self) -> sqlx::Result<u64> {
-        let ready = self
-            .present_since
-            .is_some_and(|since| since.elapsed() >= GRACE);
-        if !ready {
+        let ready = self.present_since.is_some_and(|s| s.elapsed() >= GRACE);
+        if gone.is_empty() || !ready {
             return Ok(0);
         }
-        let id = self.id;
         (self.conn)
             .run(async |c| {
-                let stale: Vec<i32> = sqlx::query_scalar(sql::STALE_DISPATCHERS)
-                    .bind(GRACE.as_secs_f64())
-                    .bind(id)
-                    .fetch_all(&mut *c)
-                    .await?;
                 let mut expired = 0;
-                for dead in stale {
+                for dead in gone {
                     let n: i64 = sqlx::query_scalar(sql::REAP_DISPATCHER)
                         .bind(NAMESPACE)
                         .bind(dead)
@@ -156,27 +152,24 @@ impl Presence {
     }
 }
 
-/// Heartbeats and reaps until everything is written back, then unregisters.
+/// Checks presence every tick until everything is written back, then unregisters.
 pub(crate) async fn run(shared: Arc<Shared>, mut presence: Presence) {
     let signals = &shared.signals;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = tokio::time::sleep(TICK) => {}
             _ = signals.finished.cancelled() => break,
         }
-        if let Err(e) = presence.beat().await {
-            tracing::warn!(error = %e, "pgbus: dispatcher heartbeat failed; will retry");
-            continue;
-        }
-        match presence.reap().await {
+        match presence.tick().await {
             Ok(0) => {}
             Ok(_) => signals.wake.notify_one(),
-            Err(e) => tracing::warn!(error = %e, "pgbus: looking for dead dispatchers failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "pgbus: checking dispatchers' presence failed; will retry")
+            }
         }
     }
     presence.leave().await;
 }
-
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()

@@ -7,5 +7,5 @@
 -- $3 pid   int4
 INSERT INTO pgbus.dispatchers AS d (id, host, pid)
 VALUES (coalesce($1, nextval(pg_get_serial_sequence('pgbus.dispatchers', 'id'))::int4), $2, $3)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+ON CONFLICT (id) DO UPDATE SET pid = excluded.pid
 RETURNING d.id
