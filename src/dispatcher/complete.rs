@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use sqlx::PgConnection;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::backoff::Backoff;
 use super::connection::KeptConnection;
@@ -60,26 +60,22 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
     let mut batch: Vec<Target> = Vec::with_capacity(max);
     let mut conn = KeptConnection::new(shared.pool.clone());
     loop {
-        let mut finish = None;
-        match rx.recv().await {
-            Some(Msg::Complete(t)) => batch.push(t),
-            Some(Msg::Finish { last, reply }) => finish = Some((last, reply)),
+        let mut finish = match rx.recv().await {
+            Some(msg) => gather(msg, &mut batch),
             None => return,
-        }
+        };
         if finish.is_none() && !delay.is_zero() {
             let deadline = tokio::time::Instant::now() + delay;
             while finish.is_none() && batch.len() < max {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(Msg::Complete(t))) => batch.push(t),
-                    Ok(Some(Msg::Finish { last, reply })) => finish = Some((last, reply)),
+                    Ok(Some(msg)) => finish = gather(msg, &mut batch),
                     Ok(None) | Err(_) => break,
                 }
             }
         }
         while finish.is_none() && batch.len() < max {
             match rx.try_recv() {
-                Ok(Msg::Complete(t)) => batch.push(t),
-                Ok(Msg::Finish { last, reply }) => finish = Some((last, reply)),
+                Ok(msg) => finish = gather(msg, &mut batch),
                 Err(_) => break,
             }
         }
@@ -97,6 +93,20 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
             let _ = reply.send(result);
             return;
         }
+    }
+}
+
+/// The request to finish: the last targets, and where to say it is done.
+type Finish = (Vec<Target>, oneshot::Sender<sqlx::Result<()>>);
+
+/// Adds a target to the batch, or returns the request to finish.
+fn gather(msg: Msg, batch: &mut Vec<Target>) -> Option<Finish> {
+    match msg {
+        Msg::Complete(t) => {
+            batch.push(t);
+            None
+        }
+        Msg::Finish { last, reply } => Some((last, reply)),
     }
 }
 
