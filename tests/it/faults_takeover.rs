@@ -20,6 +20,23 @@ use crate::support::worker::{Mode, WorkerConfig};
 const HELD: usize = 500;
 const LEASE: Duration = Duration::from_secs(30);
 
+/// One worker process whose handlers never return, so it holds what it claims (a batch of
+/// `batch`) until it is killed.
+async fn holding_worker(pool: &PgPool, url: &str, subscription: &str, batch: usize) -> Fleet {
+    let config = WorkerConfig {
+        url: url.to_owned(),
+        mode: Mode::Hold,
+        subscriptions: vec![subscription.to_owned()],
+        pattern: "fault.*".to_owned(),
+        lease: LEASE,
+        concurrency: 4,
+        batch_size: batch,
+        max_attempts: 25,
+        poll_interval: Duration::from_millis(250),
+    };
+    Fleet::start(pool, config, 1).await
+}
+
 async fn running(pool: &PgPool) -> i64 {
     delivery_count_in(pool, &[RUNNING]).await
 }
@@ -29,18 +46,7 @@ async fn a_killed_dispatchers_deliveries_run_again_long_before_their_lease_expir
     let db = db().await;
     let pool = db.pool();
     create_fault_log(pool).await;
-    let config = WorkerConfig {
-        url: db.url().to_owned(),
-        mode: Mode::Hold,
-        subscriptions: vec!["takeover".to_owned()],
-        pattern: "fault.*".to_owned(),
-        lease: LEASE,
-        concurrency: 4,
-        batch_size: HELD,
-        max_attempts: 25,
-        poll_interval: Duration::from_millis(250),
-    };
-    let mut fleet = Fleet::start(pool, config, 1).await;
+    let mut fleet = holding_worker(pool, db.url(), "takeover", HELD).await;
     publish_n(pool, "fault.tick", HELD).await;
     wait_until("the worker to hold all deliveries", SOON, || async {
         running(pool).await == HELD as i64
@@ -88,18 +94,7 @@ async fn a_live_dispatcher_keeps_its_leases_while_another_looks_for_dead_ones() 
     let db = db().await;
     let pool = db.pool();
     create_fault_log(pool).await;
-    let config = WorkerConfig {
-        url: db.url().to_owned(),
-        mode: Mode::Hold,
-        subscriptions: vec!["held".to_owned()],
-        pattern: "fault.*".to_owned(),
-        lease: LEASE,
-        concurrency: 4,
-        batch_size: 50,
-        max_attempts: 25,
-        poll_interval: Duration::from_millis(250),
-    };
-    let mut fleet = Fleet::start(pool, config, 1).await;
+    let mut fleet = holding_worker(pool, db.url(), "held", 50).await;
     publish_n(pool, "fault.tick", 50).await;
     wait_until("the worker to hold all deliveries", SOON, || async {
         running(pool).await == 50
