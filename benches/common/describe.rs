@@ -100,3 +100,13 @@ pub fn print_header(machine: &Value, pg: &Value) {
         pg["server"].as_str().unwrap_or("")
     );
 }
+
+/// Starts the server and prints the machine and server header; returns the server and both
+/// descriptions (for the results file).
+pub async fn start_described() -> Res<(Server, Value, Value)> {
+    let server = Server::start().await?;
+    let machine = machine();
+    let pg = postgres(&server).await?;
+    print_header(&machine, &pg);
+    Ok((server, machine, pg))
+}

@@ -47,9 +47,7 @@ async fn run() -> Res<()> {
     ) as i64;
     let keep = n * env_usize("PGBUS_PRUNE_KEEP_PCT", 10) as i64 / 100;
     let pin = std::env::var("PGBUS_PRUNE_PIN").as_deref() == Ok("1");
-    let server = Server::start().await?;
-    let (machine, pg) = (machine(), postgres(&server).await?);
-    print_header(&machine, &pg);
+    let (server, machine, pg) = start_described().await?;
     println!(
         "prune: {} events, {} of them older than the retention; pinned horizon: {pin}\n",
         thousands(n as f64),

@@ -75,10 +75,7 @@ async fn run() -> Res<()> {
     let tuning = Tuning::from_env();
     let stamp = timestamp();
 
-    let server = Server::start().await?;
-    let machine = machine();
-    let pg = postgres(&server).await?;
-    print_header(&machine, &pg);
+    let (server, machine, pg) = start_described().await?;
     println!(
         "{}\nin-process publisher (own pool), one in-process dispatcher (pool of 10, settings {})\n",
         cfg.line(),

@@ -153,10 +153,7 @@ async fn run() -> Res<()> {
     let sizes = Sizes::from_env();
     let tuning = Tuning::from_env();
     let stamp = timestamp();
-    let server = Server::start().await?;
-    let machine = machine();
-    let pg = postgres(&server).await?;
-    print_header(&machine, &pg);
+    let (server, machine, pg) = start_described().await?;
     println!(
         "dispatcher: in-process (this bench process), pool of 10 connections, settings {}",
         tuning.describe()
