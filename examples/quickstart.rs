@@ -442,7 +442,7 @@ async fn wait_until_settled(
     let started = Instant::now();
     loop {
         let (total, open): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), count(*) FILTER (WHERE state < 2) FROM pgbus.deliveries
+            "SELECT count(*), count(*) FILTER (WHERE state < 2) FROM pgbus.all_deliveries
              WHERE subscription = ANY($1) AND event_id = ANY($2)",
         )
         .bind([FOLLOW_UP, ANALYTICS])
@@ -470,7 +470,7 @@ async fn print_summary(pool: &PgPool, events: &[Uuid]) -> Result<(), BoxError> {
                 CASE state WHEN 0 THEN 'pending' WHEN 1 THEN 'running'
                            WHEN 2 THEN 'done' ELSE 'dead' END,
                 count(*), sum(attempts)::int8
-         FROM pgbus.deliveries
+         FROM pgbus.all_deliveries
          WHERE subscription = ANY($1) AND event_id = ANY($2)
          GROUP BY subscription, state
          ORDER BY subscription, state",
@@ -479,7 +479,7 @@ async fn print_summary(pool: &PgPool, events: &[Uuid]) -> Result<(), BoxError> {
     .bind(events)
     .fetch_all(pool)
     .await?;
-    println!("\ndeliveries by subscription and state (pgbus.deliveries):");
+    println!("\ndeliveries by subscription and state (pgbus.all_deliveries):");
     println!(
         "  {:<20} {:<8} {:>10} {:>9}",
         "subscription", "state", "deliveries", "attempts"

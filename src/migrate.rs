@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_dispatchers.sql",
         sql: include_str!("../migrations/0004_dispatchers.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_delivery_log.sql",
+        sql: include_str!("../migrations/0005_delivery_log.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for the advisory lock that serialises concurrent migrators.

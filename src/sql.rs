@@ -17,6 +17,12 @@ statements! {
     DEDUPE_ORIGINALS = "dedupe_originals.sql";
     REGISTER_SUBSCRIPTIONS = "register_subscriptions.sql";
     CLAIM = "claim.sql";
+    CLAIM_LOG = "claim_log.sql";
+    COMPLETE_LOG = "complete_log.sql";
+    DETACH_CLAIMS = "detach_claims.sql";
+    SWEEP_CLAIMS = "sweep_claims.sql";
+    LOG_ROTATE = "log_rotate.sql";
+    PRUNE_CLAIMS = "prune_claims.sql";
     SOLO_DUE = "solo_due.sql";
     COMPLETE = "complete.sql";
     EXTEND_LEASES = "extend_leases.sql";

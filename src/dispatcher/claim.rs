@@ -1,6 +1,7 @@
-//! The claim: one statement (`src/sql/claim.sql`) takes a batch of due deliveries for every
-//! local subscription at once and writes their leases; the rows come back here, paired with
-//! their events, in claim order.
+//! The claims: one statement takes a batch for every local subscription at once, from the
+//! delivery log (`src/sql/claim_log.sql`, a lease per batch) or from `pgbus.deliveries`
+//! (`src/sql/claim.sql`, a lease per row: retries, deliver_at, crash suspects); the rows come
+//! back here, paired with their events, in claim order.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
+use super::batch::LogOrigin;
 use crate::sql;
 
 /// How many rows to claim for one subscription.
@@ -31,6 +33,8 @@ pub(crate) struct ClaimedRow {
     pub(crate) lease_id: i64,
     /// The event, for a delivery claimed to run whose event still exists.
     pub(crate) event: Option<EventRow>,
+    /// Its batch, for a row of the delivery log.
+    pub(crate) log: Option<LogOrigin>,
 }
 
 /// An event as the claim reads it.
@@ -59,6 +63,7 @@ struct ResultRow {
     event_id: Option<Uuid>,
     priority: Option<i16>,
     due: Option<DateTime<Utc>>,
+    claim_id: Option<i64>,
     event_type: Option<String>,
     source: Option<String>,
     subject: Option<String>,
@@ -94,6 +99,29 @@ pub(crate) async fn claim(
     Ok(pair(rows))
 }
 
+/// Claims rows of the delivery log for the wanted subscriptions, one batch lease per lane
+/// read, for dispatcher `owner`.
+pub(crate) async fn claim_log(
+    conn: &mut PgConnection,
+    subs: &[(&str, f64)],
+    wants: &[Want],
+    owner: i32,
+) -> sqlx::Result<Vec<ClaimedRow>> {
+    let names: Vec<&str> = wants.iter().map(|w| subs[w.sub].0).collect();
+    let idx: Vec<i32> = wants.iter().map(|w| w.sub as i32).collect();
+    let limits: Vec<i32> = wants.iter().map(|w| w.limit as i32).collect();
+    let leases: Vec<f64> = wants.iter().map(|w| subs[w.sub].1).collect();
+    let rows = sqlx::query_as::<_, ResultRow>(sql::CLAIM_LOG)
+        .bind(&names)
+        .bind(&idx)
+        .bind(&limits)
+        .bind(&leases)
+        .bind(owner)
+        .fetch_all(conn)
+        .await?;
+    Ok(pair(rows))
+}
+
 /// Pairs claimed deliveries with their events, in claim order (priority, due time, id).
 fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
     let mut events: HashMap<Uuid, EventRow> = HashMap::new();
@@ -104,6 +132,12 @@ fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
         match (r.id, r.event_id) {
             (Some(id), event_id) => {
                 let taken_back = r.taken_back.unwrap_or_default();
+                let log = r.claim_id.zip(event_id).map(|(batch, event_id)| LogOrigin {
+                    batch,
+                    event_id,
+                    priority: r.priority.unwrap_or_default(),
+                    key: None,
+                });
                 let event_id = event_id.filter(|_| !taken_back);
                 if let Some(e) = event_id {
                     *uses.entry(e).or_default() += 1;
@@ -118,6 +152,7 @@ fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
                         taken_back,
                         lease_id: r.lease_id.unwrap_or_default(),
                         event: None,
+                        log,
                     },
                 ));
             }
@@ -151,6 +186,9 @@ fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
                     events.get(&e).cloned()
                 }
             });
+            if let (Some(log), Some(event)) = (row.log.as_mut(), row.event.as_ref()) {
+                log.key.clone_from(&event.key);
+            }
             row
         })
         .collect()

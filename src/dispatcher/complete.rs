@@ -1,8 +1,12 @@
 //! The completer: the one writer of outcomes. It receives explicit targets (decided by
-//! `crate::state`), writes them in batches, one statement per batch, only where this
-//! dispatcher still holds the lease (same lease id, still running), and decides nothing.
+//! `crate::state`), writes them in batches (`write.rs`), only where this dispatcher still
+//! holds the lease, and decides nothing. A log row's outcome is written under its batch's
+//! lease while the batch is open; the write that gives a batch's last row its outcome closes
+//! the batch. Batches open for too long are detached here too, so that every write to them
+//! comes from this one task.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 use tokio::sync::{mpsc, oneshot};
@@ -10,46 +14,54 @@ use tokio::sync::{mpsc, oneshot};
 use super::backoff::Backoff;
 use super::connection::KeptConnection;
 use super::shared::{ClaimKey, Shared};
-use super::target::{Msg, Target, lease_ids};
-use crate::sql;
+use super::target::{Msg, Target};
+use super::write::{detach, write_log, write_rows};
 use crate::state::DeliveryState;
 
-/// Writes a batch of targets; returns how many rows still had this dispatcher's lease.
-pub(crate) async fn write(conn: &mut PgConnection, batch: &[Target]) -> sqlx::Result<i64> {
-    let (deleted, updated): (Vec<&Target>, Vec<&Target>) =
-        batch.iter().partition(|t| t.transition.delete);
-    let del_ids: Vec<i64> = deleted.iter().map(|t| t.id).collect();
-    let del_leases = lease_ids(deleted.iter().map(|t| t.lease));
-    let ids: Vec<i64> = updated.iter().map(|t| t.id).collect();
-    let leases = lease_ids(updated.iter().map(|t| t.lease));
-    let states: Vec<DeliveryState> = updated.iter().map(|t| t.transition.state).collect();
-    let delays: Vec<f64> = updated
-        .iter()
-        .map(|t| t.transition.delay.as_secs_f64())
-        .collect();
-    let uncount: Vec<i32> = updated
-        .iter()
-        .map(|t| i32::from(!t.transition.counted))
-        .collect();
-    let errors: Vec<Option<&str>> = updated
-        .iter()
-        .map(|t| t.transition.error.as_deref())
-        .collect();
-    let finished: Vec<bool> = updated.iter().map(|t| t.transition.finished()).collect();
-    let solos: Vec<bool> = updated.iter().map(|t| t.transition.solo).collect();
-    sqlx::query_scalar(sql::COMPLETE)
-        .bind(&del_ids)
-        .bind(&del_leases)
-        .bind(&ids)
-        .bind(&leases)
-        .bind(&states)
-        .bind(&delays)
-        .bind(&uncount)
-        .bind(&errors)
-        .bind(&finished)
-        .bind(&solos)
-        .fetch_one(conn)
-        .await
+/// Writes a batch of targets; returns how many were dropped because their lease had passed
+/// to another dispatcher. `part` says which of the two statements to run (rows with a lease
+/// of their own, or log rows in open batches), so that a retry repeats only the failed one.
+async fn write(
+    shared: &Shared,
+    conn: &mut PgConnection,
+    batch: &[Target],
+    part: Part,
+) -> sqlx::Result<usize> {
+    let in_open_batch =
+        |t: &Target| (t.log.as_ref()).is_some_and(|l| shared.batches.is_open(l.batch));
+    match part {
+        Part::Rows => {
+            let rows: Vec<&Target> = batch.iter().filter(|t| !in_open_batch(t)).collect();
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            let written = write_rows(conn, &rows).await?;
+            Ok(rows.len().saturating_sub(written as usize))
+        }
+        Part::Log => {
+            let log: Vec<&Target> = batch.iter().filter(|t| in_open_batch(t)).collect();
+            if log.is_empty() {
+                return Ok(0);
+            }
+            let pairs: Vec<(i64, i64)> = (log.iter())
+                .filter_map(|t| Some((t.log.as_ref()?.batch, t.id)))
+                .collect();
+            let closing = shared.batches.completed_by(&pairs);
+            let written = write_log(shared, conn, &log, &closing).await?;
+            shared.batches.written(&pairs, &written.held);
+            Ok(pairs
+                .iter()
+                .filter(|(b, _)| !written.held.contains(b))
+                .count())
+        }
+    }
+}
+
+/// The two statements of a write, in the order they run.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Rows,
+    Log,
 }
 
 /// Runs until told to finish: gathers targets and writes them in batches, retrying with
@@ -60,88 +72,125 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
     let mut batch: Vec<Target> = Vec::with_capacity(max);
     let mut conn = KeptConnection::new(shared.pool.clone());
     loop {
-        let mut finish = match rx.recv().await {
+        let mut step = match rx.recv().await {
             Some(msg) => gather(msg, &mut batch),
             None => return,
         };
-        if finish.is_none() && !delay.is_zero() {
+        if step.is_none() && !delay.is_zero() {
             let deadline = tokio::time::Instant::now() + delay;
-            while finish.is_none() && batch.len() < max {
+            while step.is_none() && batch.len() < max {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(msg)) => finish = gather(msg, &mut batch),
+                    Ok(Some(msg)) => step = gather(msg, &mut batch),
                     Ok(None) | Err(_) => break,
                 }
             }
         }
-        while finish.is_none() && batch.len() < max {
+        while step.is_none() && batch.len() < max {
             match rx.try_recv() {
-                Ok(msg) => finish = gather(msg, &mut batch),
+                Ok(msg) => step = gather(msg, &mut batch),
                 Err(_) => break,
             }
         }
         if !batch.is_empty() {
             flush(&shared, &mut conn, &mut batch).await;
         }
-        if let Some((mut last, reply)) = finish {
-            let result = if last.is_empty() {
-                Ok(())
-            } else {
-                let written = conn.run(async |c| write(c, &last).await).await;
+        match step {
+            None => {}
+            Some(Step::Detach) => detach_old(&shared, &mut conn).await,
+            Some(Step::Finish(mut last, reply)) => {
+                let mut result = Ok(());
+                for part in [Part::Rows, Part::Log] {
+                    let written = conn.run(async |c| write(&shared, c, &last, part).await);
+                    if let Err(e) = written.await {
+                        result = Err(e);
+                    }
+                }
                 after_write(&shared, &mut last);
-                written.map(|_| ())
-            };
-            let _ = reply.send(result);
-            return;
+                let _ = reply.send(result);
+                return;
+            }
         }
     }
 }
 
-/// The request to finish: the last targets, and where to say it is done.
-type Finish = (Vec<Target>, oneshot::Sender<sqlx::Result<()>>);
+/// What to do after writing the gathered targets.
+enum Step {
+    Detach,
+    /// Write the last targets, say it is done, and stop.
+    Finish(Vec<Target>, oneshot::Sender<sqlx::Result<()>>),
+}
 
-/// Adds a target to the batch, or returns the request to finish.
-fn gather(msg: Msg, batch: &mut Vec<Target>) -> Option<Finish> {
+/// Adds a target to the batch, or returns the step it asks for.
+fn gather(msg: Msg, batch: &mut Vec<Target>) -> Option<Step> {
     match msg {
         Msg::Complete(t) => {
             batch.push(t);
             None
         }
-        Msg::Finish { last, reply } => Some((last, reply)),
+        Msg::Detach => Some(Step::Detach),
+        Msg::Finish { last, reply } => Some(Step::Finish(last, reply)),
     }
 }
 
 /// Writes a batch, retrying with backoff until it is written or the shutdown deadline
 /// passed, then forgets it.
 async fn flush(shared: &Shared, conn: &mut KeptConnection, batch: &mut Vec<Target>) {
-    let mut backoff = Backoff::starting_at(std::time::Duration::from_millis(50));
-    loop {
-        match conn.run(async |c| write(c, batch).await).await {
-            Ok(written) => {
-                let lost = batch.len() as i64 - written;
-                if lost > 0 {
-                    tracing::warn!(
-                        lost,
-                        "pgbus: {lost} outcomes not written: their lease had passed to another worker"
-                    );
+    for part in [Part::Rows, Part::Log] {
+        let mut backoff = Backoff::starting_at(Duration::from_millis(50));
+        loop {
+            match conn
+                .run(async |c| write(shared, c, batch, part).await)
+                .await
+            {
+                Ok(lost) => {
+                    if lost > 0 {
+                        tracing::warn!(
+                            lost,
+                            "pgbus: {lost} outcomes not written: their lease had passed to another worker"
+                        );
+                    }
+                    break;
                 }
-                break;
-            }
-            Err(e) if shared.signals.abandon.is_cancelled() => {
-                tracing::error!(error = %e, count = batch.len(),
-                    "pgbus: giving up writing outcomes at shutdown; their leases will expire and they will run again");
-                break;
-            }
-            Err(e) => {
-                let retry_in = backoff.failed();
-                tracing::warn!(error = %e, ?retry_in, "pgbus: writing outcomes failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(retry_in) => {}
-                    _ = shared.signals.abandon.cancelled() => {}
+                Err(e) if shared.signals.abandon.is_cancelled() => {
+                    tracing::error!(error = %e, count = batch.len(),
+                        "pgbus: giving up writing outcomes at shutdown; their leases will expire and they will run again");
+                    break;
+                }
+                Err(e) => {
+                    let retry_in = backoff.failed();
+                    tracing::warn!(error = %e, ?retry_in, "pgbus: writing outcomes failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry_in) => {}
+                        _ = shared.signals.abandon.cancelled() => {}
+                    }
                 }
             }
         }
     }
     after_write(shared, batch);
+}
+
+/// Detaches the batches open for a third of their lease or longer (one attempt; the lease
+/// task asks again next time).
+async fn detach_old(shared: &Shared, conn: &mut KeptConnection) {
+    let third = |sub: usize| shared.subs[sub].sub.lease / 3;
+    let old = shared.batches.older_than(third, Instant::now());
+    if old.is_empty() {
+        return;
+    }
+    match conn.run(async |c| detach(shared, c, &old).await).await {
+        Ok(detached) => {
+            let all: Vec<i64> = old.iter().map(|b| b.batch).collect();
+            shared.batches.forget(&all);
+            let lost = all.len() - detached.len();
+            tracing::debug!(
+                detached = detached.len(),
+                lost,
+                "pgbus: detached batches open for a third of their lease"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "pgbus: detaching long batches failed; will retry"),
+    }
 }
 
 /// Frees the room of written targets; new crash suspects make the fetch loop look for them.

@@ -25,6 +25,7 @@ pub(crate) fn hold(shared: &Shared, row: &ClaimedRow, suspect: bool) -> ClaimKey
             started: false,
             reported: false,
             extended_at: Instant::now(),
+            log: row.log.clone(),
         },
     );
     key

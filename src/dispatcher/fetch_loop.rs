@@ -1,16 +1,20 @@
 //! The fetch loop: claims work while there is room and work, sleeps (woken early by
-//! publishes, notifications and freed slots) when there is none. While a backlog lasts (the
-//! last claim came back full), a second claimer on its own connection keeps a second claim
-//! in flight, so the database is claiming one batch while the other is being dispatched.
-//! Crash suspects (deliveries whose previous lease expired) run alone: they pause ordinary
-//! claims until nothing else is in flight, then run one at a time.
+//! publishes, notifications and freed slots) when there is none. Work comes from the
+//! delivery log on every claim, and from `pgbus.deliveries` (retries, deliver_at, taken-back
+//! leases) once every poll interval, on demand, and on every claim while that table has a
+//! backlog. While a backlog lasts (the last claim came back full), a second claimer on its
+//! own connection keeps a second claim in flight, so the database is claiming one batch while
+//! the other is being dispatched. Crash suspects (deliveries whose previous lease expired)
+//! run alone: they pause ordinary claims until nothing else is in flight, then run one at a
+//! time.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
-use super::claim;
+use super::claim::{self, ClaimedRow, Want};
 use super::connection::KeptConnection;
 use super::dispatch::{dispatch, give_back};
 use super::room::Reservation;
@@ -27,10 +31,15 @@ struct Claimer<'a> {
     conn: KeptConnection,
     backoff: Backoff,
     subs: Vec<(&'a str, f64)>,
+    /// When `pgbus.deliveries` is claimed from next; `None` for a claimer that leaves it to
+    /// the primary one.
+    next_side: Option<Instant>,
+    /// The last claim from `pgbus.deliveries` came back full: claim from it every time.
+    side_backlog: bool,
 }
 
 impl<'a> Claimer<'a> {
-    fn new(shared: &'a Arc<Shared>) -> Self {
+    fn new(shared: &'a Arc<Shared>, primary: bool) -> Self {
         Claimer {
             shared,
             conn: KeptConnection::new(shared.pool.clone()),
@@ -38,23 +47,56 @@ impl<'a> Claimer<'a> {
             subs: (shared.subs.iter())
                 .map(|s| (&*s.name, s.sub.lease.as_secs_f64()))
                 .collect(),
+            next_side: primary.then(Instant::now),
+            side_backlog: false,
         }
     }
 
-    /// Claims ordinary work into the reserved room and dispatches it. Returns whether any
-    /// subscription got all it asked for or leases were taken back (claim again at once),
-    /// and records the backlog.
+    /// Whether this claim also takes from `pgbus.deliveries`.
+    fn side_due(&mut self) -> bool {
+        let asked = self.shared.signals.side_claim.swap(false, Relaxed);
+        self.next_side
+            .is_some_and(|at| self.side_backlog || asked || Instant::now() >= at)
+    }
+
+    /// Claims ordinary work into the reserved room and dispatches it: from
+    /// `pgbus.deliveries` when that is due, then from the delivery log into what is left.
+    /// Returns whether any subscription got all it asked for or leases were taken back
+    /// (claim again at once), and records the backlog.
     async fn claim_batch(&mut self, reserved: Reservation<'_>) -> sqlx::Result<bool> {
+        let side = self.side_due();
         let (subs, owner) = (&self.subs, self.shared.owner);
-        let rows = (self.conn)
-            .run(async |c| claim::claim(c, subs, &reserved.wants, false, owner).await)
-            .await?;
         let mut got = vec![0usize; self.shared.subs.len()];
         let mut took_back = 0usize;
-        for row in rows {
-            took_back += usize::from(row.taken_back);
-            got[row.sub] += usize::from(!row.taken_back);
-            dispatch(self.shared, row, false);
+        if side {
+            let rows = (self.conn)
+                .run(async |c| claim::claim(c, subs, &reserved.wants, false, owner).await)
+                .await?;
+            for row in rows {
+                took_back += usize::from(row.taken_back);
+                got[row.sub] += 1;
+                dispatch(self.shared, row, false);
+            }
+            self.side_backlog =
+                took_back > 0 || reserved.wants.iter().any(|w| got[w.sub] >= w.limit);
+            self.next_side = Some(Instant::now() + self.shared.config.poll_interval);
+        }
+        let wants: Vec<Want> = (reserved.wants.iter())
+            .filter(|w| got[w.sub] < w.limit)
+            .map(|w| Want {
+                sub: w.sub,
+                limit: w.limit - got[w.sub],
+            })
+            .collect();
+        if !wants.is_empty() {
+            let rows = (self.conn)
+                .run(async |c| claim::claim_log(c, subs, &wants, owner).await)
+                .await?;
+            open_batches(self.shared, &rows);
+            for row in rows {
+                got[row.sub] += 1;
+                dispatch(self.shared, row, false);
+            }
         }
         let full = reserved.wants.iter().any(|w| got[w.sub] >= w.limit);
         drop(reserved);
@@ -114,7 +156,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// The claimer that always runs: ordinary claims, crash suspects, lingering after wake-ups.
 async fn run_primary(shared: &Arc<Shared>) {
     let signals = &shared.signals;
-    let mut claimer = Claimer::new(shared);
+    let mut claimer = Claimer::new(shared, true);
     let mut linger = LINGER_STEPS;
     let mut next_solo_check = Instant::now();
 
@@ -182,7 +224,7 @@ async fn run_primary(shared: &Arc<Shared>) {
 /// The second claimer: idle until a claim comes back full, then claims alongside the
 /// primary while the backlog lasts (and crash suspects are not waiting to run alone).
 async fn run_backlog(shared: Arc<Shared>) {
-    let mut claimer = Claimer::new(&shared);
+    let mut claimer = Claimer::new(&shared, false);
     while !shared.signals.stop.is_cancelled() {
         if !shared.signals.backlog_claims() {
             wait_backlog(&shared).await;
@@ -196,6 +238,22 @@ async fn run_backlog(shared: Arc<Shared>) {
             Ok(_) => claimer.succeeded(),
             Err(e) => claimer.failed(&e).await,
         }
+    }
+}
+
+/// Records the batches of claimed log rows as held, before any of their rows can report.
+fn open_batches(shared: &Shared, rows: &[ClaimedRow]) {
+    let mut batches: BTreeMap<i64, (i64, usize, Vec<i64>)> = BTreeMap::new();
+    for row in rows {
+        if let Some(log) = &row.log {
+            let b = batches
+                .entry(log.batch)
+                .or_insert_with(|| (row.lease_id, row.sub, Vec::new()));
+            b.2.push(row.id);
+        }
+    }
+    for (batch, (lease, sub, ids)) in batches {
+        shared.batches.open(batch, lease, sub, ids.into_iter());
     }
 }
 

@@ -1,12 +1,14 @@
 //! Lease extension: while a delivery is held (queued or running) its lease is pushed
-//! forward, so a slow handler is never taken over while its dispatcher lives.
+//! forward, so a slow handler is never taken over while its dispatcher lives. A batch of the
+//! delivery log is not extended: once open for a third of its lease, the completer detaches
+//! it (its rows without an outcome get leases of their own, extended here from then on).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::connection::KeptConnection;
 use super::shared::{ClaimKey, Shared};
-use super::target::lease_ids;
+use super::target::{Msg, lease_ids};
 use crate::sql;
 
 /// Every third of the shortest lease, extends the leases last extended a third of their
@@ -25,6 +27,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             _ = tokio::time::sleep(tick) => {}
             _ = shared.signals.abandon.cancelled() => return,
             _ = shared.signals.finished.cancelled() => return,
+        }
+        if shared.batches.any() {
+            let _ = shared.outcomes.send(Msg::Detach);
         }
         let now = Instant::now();
         let due = shared.due_for_extension(now);

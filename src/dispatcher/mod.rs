@@ -3,10 +3,12 @@
 //! One file per part: `config` (the builder), `shared` and `signals` (what the tasks
 //! share), `fetch_loop` with `room` and `claim` (taking work), `dispatch` and `execute`
 //! (running it), `outcome`, `target` and `complete` (deciding and writing what follows), `lease`,
-//! `presence`, `listen`, `maintain`, `shutdown`, `handle`; `connection` and `backoff` serve
-//! them all.
+//! `presence`, `listen`, `maintain`, `ring` (the delivery log's upkeep), `shutdown`, `handle`;
+//! `batch` (the log batches held) and `write` (the completer's statements) serve the
+//! completer; `connection` and `backoff` serve them all.
 
 mod backoff;
+mod batch;
 mod claim;
 mod complete;
 mod config;
@@ -20,11 +22,13 @@ mod listen;
 mod maintain;
 mod outcome;
 mod presence;
+mod ring;
 mod room;
 mod shared;
 mod shutdown;
 mod signals;
 mod target;
+mod write;
 
 use std::sync::Arc;
 
@@ -114,6 +118,7 @@ impl Dispatcher {
         background.spawn(lease::run(shared.clone()));
         background.spawn(presence::run(shared.clone(), presence));
         background.spawn(maintain::run(shared.clone()));
+        background.spawn(ring::run(shared.clone()));
         background.close();
         let supervisor = tokio::spawn(shutdown::supervise(
             shared.clone(),

@@ -26,6 +26,8 @@ impl Shared {
         Some(Target {
             id: key.id,
             lease: key.lease,
+            sub: h.sub,
+            log: h.log.clone(),
             transition,
         })
     }

@@ -135,6 +135,9 @@ impl Presence {
                     }
                     expired += n as u64;
                 }
+                if expired > 0 {
+                    super::ring::sweep(c).await?;
+                }
                 Ok(expired)
             })
             .await
@@ -162,7 +165,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut presence: Presence) {
         }
         match presence.tick().await {
             Ok(0) => {}
-            Ok(_) => signals.wake.notify_one(),
+            Ok(_) => signals.side_rows_written(),
             Err(e) => {
                 tracing::warn!(error = %e, "pgbus: checking dispatchers' presence failed; will retry")
             }

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
+use super::batch::{Batches, LogOrigin};
 use super::config::Config;
 use super::signals::Signals;
 use super::target::Msg;
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     /// this very dispatcher is held twice (the lost attempt, still running, and the new
     /// claim) until the lost attempt's handler returns.
     held: Mutex<HashMap<ClaimKey, Held>>,
+    /// The batches of the delivery log held open (their rows are in `held` too).
+    pub(crate) batches: Batches,
     /// Held while a claimer computes and reserves the room it claims into.
     pub(crate) claim_gate: Mutex<()>,
     pub(crate) signals: Signals,
@@ -60,7 +63,7 @@ pub(crate) struct ClaimKey {
 }
 
 /// A delivery this dispatcher holds the lease of.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Held {
     /// Index of the subscription in `Shared::subs`.
     pub(crate) sub: usize,
@@ -72,6 +75,9 @@ pub(crate) struct Held {
     /// Its outcome went to the completer.
     pub(crate) reported: bool,
     pub(crate) extended_at: Instant,
+    /// Its batch, for a row of the delivery log (whose lease is the batch's while the batch
+    /// is open, its own once detached).
+    pub(crate) log: Option<LogOrigin>,
 }
 
 impl Shared {
@@ -98,6 +104,7 @@ impl Shared {
             config,
             owner,
             held: Mutex::new(HashMap::new()),
+            batches: Batches::default(),
             claim_gate: Mutex::new(()),
             signals: Signals::new(),
             outcomes,
@@ -136,11 +143,12 @@ impl Shared {
         self.signals.room_freed();
     }
 
-    /// The claims whose lease was last extended a third of its length ago or longer, with
-    /// their lease's length.
+    /// The claims with a lease of their own (not in an open batch) last extended a third of
+    /// its length ago or longer, with their lease's length.
     pub(crate) fn due_for_extension(&self, now: Instant) -> Vec<(ClaimKey, Duration)> {
         self.held()
             .iter()
+            .filter(|(_, h)| (h.log.as_ref()).is_none_or(|l| !self.batches.is_open(l.batch)))
             .map(|(key, h)| (*key, h, self.subs[h.sub].sub.lease))
             .filter(|(_, h, lease)| now.duration_since(h.extended_at) >= *lease / 3)
             .map(|(key, _, lease)| (key, lease))

@@ -23,6 +23,9 @@ pub(crate) struct Signals {
     pub(crate) solo_pending: AtomicBool,
     /// A delivery became a crash suspect: look for due suspects at once.
     pub(crate) look_for_suspects: AtomicBool,
+    /// Rows were written to `pgbus.deliveries` that are due now (taken-back batches): the
+    /// next claim takes from that table too.
+    pub(crate) side_claim: AtomicBool,
     /// Stop claiming and starting handlers.
     pub(crate) stop: CancellationToken,
     /// The shutdown deadline passed: abandon running handlers and pending writes.
@@ -40,6 +43,7 @@ impl Signals {
             backlog: AtomicBool::new(false),
             solo_pending: AtomicBool::new(false),
             look_for_suspects: AtomicBool::new(false),
+            side_claim: AtomicBool::new(false),
             stop: CancellationToken::new(),
             abandon: CancellationToken::new(),
             finished: CancellationToken::new(),
@@ -65,6 +69,12 @@ impl Signals {
     /// alone.
     pub(crate) fn backlog_claims(&self) -> bool {
         self.backlog.load(Relaxed) && !self.solo_pending.load(Relaxed)
+    }
+
+    /// Due rows were written to `pgbus.deliveries`: the next claim takes from it too.
+    pub(crate) fn side_rows_written(&self) {
+        self.side_claim.store(true, Relaxed);
+        self.wake.notify_one();
     }
 
     /// New crash suspects were written: the fetch loop looks for them at once.

@@ -3,6 +3,7 @@
 
 use tokio::sync::oneshot;
 
+use super::batch::LogOrigin;
 use crate::state::Transition;
 
 /// One outcome to write: a delivery, the lease it is fenced by, and its target.
@@ -11,6 +12,10 @@ pub(crate) struct Target {
     pub(crate) id: i64,
     /// The lease id of the claim it came from: written only while that claim holds it.
     pub(crate) lease: i64,
+    /// Index of its subscription in `Shared::subs`.
+    pub(crate) sub: usize,
+    /// Its batch, for a row of the delivery log.
+    pub(crate) log: Option<LogOrigin>,
     pub(crate) transition: Transition,
 }
 
@@ -24,6 +29,9 @@ pub(crate) enum Msg {
         last: Vec<Target>,
         reply: oneshot::Sender<sqlx::Result<()>>,
     },
+    /// Detach the batches open for longer than a third of their lease (sent by the lease
+    /// task): their rows without an outcome get leases of their own.
+    Detach,
 }
 
 /// The distinct lease ids of a set of targets (a handful: one per claim they came from).

@@ -2,8 +2,7 @@
 -- Writes a batch of events (an event whose dedupe key is taken is skipped) and fans each out
 -- to one delivery per matching subscription, in one statement. One result row per written
 -- event: its id and how many deliveries it got. Deliveries are inserted in batch order
--- (ORDER BY ord), so their ids, the claim's last tie-breaker, follow the publish order
--- whatever join the planner picks.
+-- (ORDER BY ord), so their ids follow the publish order whatever join the planner picks.
 --
 -- $1 ids          uuid[]
 -- $2 types        text[]
@@ -29,15 +28,30 @@ ev AS (
     ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id, type, key, priority
 ),
-fan AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
-    SELECT ev.id, s.name, ev.priority, coalesce(i.deliver_at, now()), ev.key
+-- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
+-- pgbus.deliveries, which the dispatcher reads when they fall due.
+fan_now AS (
+    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key)
+    SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
+           s.name, ev.priority, ev.id, ev.key
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
+    WHERE i.deliver_at IS NULL OR i.deliver_at <= now()
     ORDER BY i.ord
     RETURNING event_id
-)
+),
+fan_later AS (
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
+    SELECT ev.id, s.name, ev.priority, i.deliver_at, ev.key
+    FROM ev
+    JOIN input i ON i.id = ev.id
+    JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
+    WHERE i.deliver_at > now()
+    ORDER BY i.ord
+    RETURNING event_id
+),
+fan AS (SELECT event_id FROM fan_now UNION ALL SELECT event_id FROM fan_later)
 SELECT ev.id, coalesce(f.n, 0)::int4 AS deliveries,
        (SELECT true FROM (SELECT pg_notify($12, '') WHERE $11) n) AS notified
 FROM ev

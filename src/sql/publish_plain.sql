@@ -17,12 +17,25 @@ ev AS (
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
                 $8::int2[]) AS i(id, type, subject, key, data, headers, priority)
 ),
+-- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
+-- pgbus.deliveries, which the dispatcher reads when they fall due.
 fan AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
-    SELECT i.id, m.name, i.priority, coalesce(i.deliver_at, now()), i.key
+    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key)
+    SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
+           m.name, i.priority, i.id, i.key
     FROM unnest($1::uuid[], $2::text[], $4::text[], $8::int2[], $9::timestamptz[])
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
+    WHERE i.deliver_at IS NULL OR i.deliver_at <= now()
+    ORDER BY i.ord
+),
+fan_later AS (
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
+    SELECT i.id, m.name, i.priority, i.deliver_at, i.key
+    FROM unnest($1::uuid[], $2::text[], $4::text[], $8::int2[], $9::timestamptz[])
+        WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
+    JOIN matched m ON m.type = i.type
+    WHERE i.deliver_at > now()
     ORDER BY i.ord
 )
 SELECT m.type, count(*)::int4 FROM matched m GROUP BY m.type

@@ -249,11 +249,16 @@ async fn dispatcher_that_lost_its_lease_cannot_overwrite_the_new_owner() {
     .await
     .expect("terminating A's connections");
     assert!(cut >= 1, "A had no connection to cut");
-    sqlx::query("UPDATE pgbus.deliveries SET run_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await
-        .expect("expiring A's lease");
+    // A first attempt runs under the lease of its batch of the delivery log.
+    sqlx::query(
+        "UPDATE pgbus.claims c SET lease_until = now() - interval '1 second'
+         WHERE c.closed_at IS NULL
+           AND EXISTS (SELECT 1 FROM pgbus.claim_rows(c) r WHERE r.id = $1)",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .expect("expiring A's lease");
 
     // B takes the delivery over (attempt 2) and holds it.
     let (b, mut b_calls, b_gate) = start_gated(db.url(), "pgbus-faults-b", || {

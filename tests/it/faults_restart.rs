@@ -185,7 +185,7 @@ async fn restart_while_publishing_and_dispatching(kind: Restart) {
     wait_until(
         "every committed event to be delivered",
         Duration::from_secs(90),
-        || async { try_count(&pool, "SELECT count(*) FROM pgbus.deliveries").await == Some(0) },
+        || async { try_count(&pool, "SELECT count(*) FROM pgbus.all_deliveries").await == Some(0) },
     )
     .await;
     let committed: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM pgbus.events")

@@ -11,7 +11,7 @@ use crate::support::database::db;
 use crate::support::deliveries::{deliveries, delivery_count, delivery_count_in};
 use crate::support::dispatcher::{dispatcher, quick_retry, register, shutdown, start, stop};
 use crate::support::journal::Journal;
-use crate::support::publishing::publish_n;
+use crate::support::publishing::{publish_events, publish_n, publish_n_as_rows};
 use crate::support::states::{DEAD, DONE, RUNNING};
 use crate::support::wait::{SOON, wait_until};
 
@@ -38,7 +38,7 @@ async fn expired_leases_are_taken_back_and_delivered_one_at_a_time() {
     let db = db().await;
     let pool = db.pool();
     register(pool, &[("jobs", &["job.*"])]).await;
-    let crashed = publish_n(pool, "job.run", 3).await;
+    let crashed = publish_n_as_rows(pool, "job.run", 3).await;
     crash_claim(pool, 0, &crashed).await;
 
     let journal = Journal::new();
@@ -99,7 +99,7 @@ async fn an_expired_lease_on_the_last_attempt_is_dead_and_its_neighbours_are_del
     let db = db().await;
     let pool = db.pool();
     register(pool, &[("jobs", &["job.*"])]).await;
-    let ids = publish_n(pool, "job.run", 3).await;
+    let ids = publish_n_as_rows(pool, "job.run", 3).await;
     // The first used its last attempt (2 of 2) when its worker died; the others their first.
     crash_claim(pool, 1, &ids[..1]).await;
     crash_claim(pool, 0, &ids[1..]).await;
@@ -178,9 +178,28 @@ async fn a_slow_handler_keeps_its_lease() {
 
 /// An outcome is written only under the lease it was claimed with: once another claim holds
 /// the delivery (another lease id, attempt counted again), neither a success (delete) nor a
-/// failure (retry update) of the first holder touches the row.
+/// failure (retry update) of the first holder touches the row. Here for rows of
+/// `pgbus.deliveries`, each under a lease of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_is_not_written_under_a_lease_taken_over_by_another_claim() {
+    lost_lease_case(Leased::Rows).await;
+}
+
+/// The same for rows of the delivery log, under their batch's lease: once the batch was taken
+/// back and its rows claimed by another worker, the first holder writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_is_not_written_under_a_batch_lease_taken_over() {
+    lost_lease_case(Leased::Batch).await;
+}
+
+/// Where the deliveries of [`lost_lease_case`] live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leased {
+    Rows,
+    Batch,
+}
+
+async fn lost_lease_case(leased: Leased) {
     let db = db().await;
     let pool = db.pool();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
@@ -205,23 +224,48 @@ async fn an_outcome_is_not_written_under_a_lease_taken_over_by_another_claim() {
         ),
     )
     .await;
-    publish_n(pool, "job.run", 2).await;
+    match leased {
+        Leased::Rows => {
+            let soon = chrono::Utc::now() + chrono::Duration::milliseconds(100);
+            let events: Vec<pgbus::NewEvent> = (0..2)
+                .map(|i| {
+                    pgbus::NewEvent::raw("job.run", serde_json::json!({ "i": i })).deliver_at(soon)
+                })
+                .collect();
+            publish_events(pool, &events).await;
+        }
+        Leased::Batch => {
+            publish_n(pool, "job.run", 2).await;
+        }
+    }
     wait_until("both handlers to start", SOON, || async {
         journal.len() == 2
     })
     .await;
-    let ours: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT id, lease_id FROM pgbus.deliveries WHERE state = $1 ORDER BY id")
-            .bind(RUNNING)
-            .fetch_all(pool)
-            .await
-            .expect("claimed rows");
-    assert_eq!(ours.len(), 2, "{:#?}", deliveries(pool).await);
-    // What another worker's claim after a lost lease leaves: running, its own lease id.
-    sqlx::query(
-        "UPDATE pgbus.deliveries SET lease_id = -1, attempts = attempts + 1,
-                run_at = now() + interval '1 hour'",
-    )
+    assert_eq!(
+        delivery_count_in(pool, &[RUNNING]).await,
+        2,
+        "{:#?}",
+        deliveries(pool).await
+    );
+    match leased {
+        // What another worker's claim after a lost lease leaves: running, its own lease id.
+        Leased::Rows => sqlx::query(
+            "UPDATE pgbus.deliveries SET lease_id = -1, attempts = attempts + 1,
+                    run_at = now() + interval '1 hour'",
+        ),
+        // The batch taken back (its rows now rows of pgbus.deliveries), then claimed again.
+        Leased::Batch => sqlx::query(
+            "WITH b AS (UPDATE pgbus.claims c SET closed_at = now(), taken_back = true
+                        WHERE c.closed_at IS NULL RETURNING c.*)
+             INSERT INTO pgbus.deliveries (id, event_id, subscription, state, priority, run_at,
+                                           attempts, lease_id)
+             OVERRIDING SYSTEM VALUE
+             SELECT r.id, r.event_id, b.subscription, 1, b.priority, now() + interval '1 hour',
+                    2, -1
+             FROM b CROSS JOIN LATERAL pgbus.claim_rows(b::pgbus.claims) r",
+        ),
+    }
     .execute(pool)
     .await
     .expect("simulating a takeover");

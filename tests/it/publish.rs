@@ -17,7 +17,7 @@ fn publisher() -> Publisher {
     Publisher::new("publish-tests").expect("publisher")
 }
 
-/// Subscriptions per event id, from `pgbus.deliveries`.
+/// Subscriptions per event id, from `pgbus.all_deliveries`.
 async fn fan_out(pool: &PgPool) -> BTreeMap<Uuid, Vec<String>> {
     let mut map: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
     for d in deliveries(pool).await {
@@ -57,7 +57,7 @@ async fn rolled_back_publish_writes_nothing() {
         .expect("publish_all");
     assert_eq!(batch.len(), 2);
     // Visible inside the transaction...
-    let in_tx: i64 = sqlx::query_scalar("SELECT count(*) FROM pgbus.deliveries")
+    let in_tx: i64 = sqlx::query_scalar("SELECT count(*) FROM pgbus.all_deliveries")
         .fetch_one(&mut *tx)
         .await
         .expect("count in tx");

@@ -110,7 +110,7 @@ async fn the_dispatcher_started_last_wins_logs_the_change_and_versions_share_the
     })
     .await;
     assert_eq!(
-        count(pool, "SELECT count(*) FROM pgbus.deliveries").await,
+        count(pool, "SELECT count(*) FROM pgbus.all_deliveries").await,
         0,
         "every delivery done once"
     );

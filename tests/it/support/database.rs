@@ -51,7 +51,7 @@ pub async fn try_count(pool: &PgPool, sql: &str) -> Option<i64> {
 pub async fn table_counts(pool: &PgPool) -> (i64, i64, i64) {
     sqlx::query_as(
         "SELECT (SELECT count(*) FROM pgbus.events),
-                (SELECT count(*) FROM pgbus.deliveries),
+                (SELECT count(*) FROM pgbus.all_deliveries),
                 (SELECT count(*) FROM pgbus.subscriptions)",
     )
     .fetch_one(pool)

@@ -1,4 +1,5 @@
-//! Reading `pgbus.deliveries`: every row, one row, and counts by state.
+//! Reading the deliveries (`pgbus.all_deliveries`: the rows of `pgbus.deliveries` and the
+//! delivery log's unfinished rows): every row, one row, and counts by state.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -6,7 +7,7 @@ use uuid::Uuid;
 
 use super::states::State;
 
-/// One row of `pgbus.deliveries`.
+/// One delivery, as `pgbus.all_deliveries` shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 #[allow(dead_code)] // Read in failure messages (`{row:?}`) when no test names a field.
 pub struct DeliveryRow {
@@ -21,13 +22,13 @@ pub struct DeliveryRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// `SELECT <the DeliveryRow columns> FROM pgbus.deliveries <tail>`, as a `&'static str`.
+/// `SELECT <the DeliveryRow columns> FROM pgbus.all_deliveries <tail>`, as a `&'static str`.
 macro_rules! select_rows {
     ($tail:literal) => {
         concat!(
             "SELECT id, event_id, subscription, state, attempts, solo, last_error, run_at,
                     finished_at
-             FROM pgbus.deliveries ",
+             FROM pgbus.all_deliveries ",
             $tail
         )
     };
@@ -38,7 +39,7 @@ pub async fn deliveries(pool: &PgPool) -> Vec<DeliveryRow> {
     sqlx::query_as(select_rows!("ORDER BY id"))
         .fetch_all(pool)
         .await
-        .expect("reading pgbus.deliveries")
+        .expect("reading pgbus.all_deliveries")
 }
 
 /// One delivery row by id, `None` if it is gone.
@@ -68,7 +69,7 @@ pub async fn only_delivery(pool: &PgPool, subscription: &str) -> DeliveryRow {
 
 /// How many delivery rows there are.
 pub async fn delivery_count(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM pgbus.deliveries")
+    sqlx::query_scalar("SELECT count(*) FROM pgbus.all_deliveries")
         .fetch_one(pool)
         .await
         .expect("counting deliveries")
@@ -76,7 +77,7 @@ pub async fn delivery_count(pool: &PgPool) -> i64 {
 
 /// How many delivery rows are in one of `states`.
 pub async fn delivery_count_in(pool: &PgPool, states: &[State]) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM pgbus.deliveries WHERE state = ANY($1)")
+    sqlx::query_scalar("SELECT count(*) FROM pgbus.all_deliveries WHERE state = ANY($1)")
         .bind(states)
         .fetch_one(pool)
         .await
@@ -85,7 +86,7 @@ pub async fn delivery_count_in(pool: &PgPool, states: &[State]) -> i64 {
 
 /// How many delivery rows are in none of `states`.
 pub async fn delivery_count_not_in(pool: &PgPool, states: &[State]) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM pgbus.deliveries WHERE state <> ALL($1)")
+    sqlx::query_scalar("SELECT count(*) FROM pgbus.all_deliveries WHERE state <> ALL($1)")
         .bind(states)
         .fetch_one(pool)
         .await
@@ -94,7 +95,7 @@ pub async fn delivery_count_not_in(pool: &PgPool, states: &[State]) -> i64 {
 
 /// (state, count) of the delivery rows, for failure messages; empty if it cannot be read.
 pub async fn state_counts(pool: &PgPool) -> Vec<(State, i64)> {
-    sqlx::query_as("SELECT state, count(*) FROM pgbus.deliveries GROUP BY state ORDER BY state")
+    sqlx::query_as("SELECT state, count(*) FROM pgbus.all_deliveries GROUP BY state ORDER BY state")
         .fetch_all(pool)
         .await
         .unwrap_or_default()

@@ -3,7 +3,7 @@
 //! - [`database`]: fresh test databases, pools, plain `count(*)` queries.
 //! - [`wait`]: bounded polling ([`wait::wait_until`]) and how long "soon" is.
 //! - [`states`]: the delivery states (the only place they are spelled out).
-//! - [`deliveries`]: reading `pgbus.deliveries` (rows, one row, counts by state).
+//! - [`deliveries`]: reading `pgbus.all_deliveries` (rows, one row, counts by state).
 //! - [`publishing`]: publishing events in one call.
 //! - [`dispatcher`]: dispatchers with short timings, start, shutdown, registering
 //!   subscriptions.

@@ -35,3 +35,15 @@ pub async fn publish_n(pool: &PgPool, event_type: &str, n: usize) -> Vec<Uuid> {
     publish_events(pool, &events).await;
     events.iter().map(NewEvent::id).collect()
 }
+
+/// Like [`publish_n`], but each delivery is a row of `pgbus.deliveries` (published with a
+/// `deliver_at` an hour ahead) instead of the delivery log, for tests that write a row's
+/// state themselves.
+pub async fn publish_n_as_rows(pool: &PgPool, event_type: &str, n: usize) -> Vec<Uuid> {
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let events: Vec<NewEvent> = (0..n)
+        .map(|i| NewEvent::raw(event_type, serde_json::json!({ "i": i })).deliver_at(later))
+        .collect();
+    publish_events(pool, &events).await;
+    events.iter().map(NewEvent::id).collect()
+}

@@ -1,0 +1,28 @@
+-- name: claim_log
+-- Takes a batch of log rows for every local subscription at once, in one round trip: one
+-- pgbus.claim_log call per want, each writing one pgbus.claims row per lane it read (the
+-- batch's lease, fenced by the claim's transaction id). Log rows are always first attempts.
+-- The events come back as separate rows, as in claim.sql, fetched by primary key. Windows end
+-- at this statement's snapshot (passed to the function), so every claimed row's event is
+-- visible here, although the function's own statements see later commits than this one.
+--
+-- $1 sub      text[]    subscription names, one per want
+-- $2 idx      int4[]    each subscription's position in the dispatcher (returned per row)
+-- $3 n        int4[]    how many to take for each subscription
+-- $4 lease    float8[]  each subscription's lease, in seconds
+-- $5 owner    int4      the claiming dispatcher's id (pgbus.dispatchers)
+WITH got AS MATERIALIZED (
+    SELECT w.idx, c.*
+    FROM unnest($1::text[], $2::int4[], $3::int4[], $4::float8[]) AS w(sub, idx, n, lease)
+    CROSS JOIN LATERAL pgbus.claim_log(w.sub, w.n, w.lease, $5, pg_current_snapshot()) c
+)
+SELECT g.id, g.idx, 1::int4 AS attempts, false AS taken_back, g.lease_id, g.event_id,
+       g.priority, NULL::timestamptz AS due, g.claim_id,
+       NULL::text AS event_type, NULL::text AS source, NULL::text AS subject, NULL::text AS key,
+       NULL::text AS data, NULL::text AS headers, NULL::timestamptz AS created_at
+FROM got g
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL, NULL,
+       e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at
+FROM pgbus.events e
+WHERE e.id = ANY (ARRAY(SELECT event_id FROM got))

@@ -1,0 +1,48 @@
+-- name: complete_log
+-- Writes the outcomes of log rows, fenced by their batch's lease: only batches still open
+-- under one of the given lease ids are written to (FOR UPDATE serialises with the takeover
+-- sweep, which closes expired batches). A row done and not retained needs no write; every
+-- other outcome (a retry, a dead letter, a retained done row, a release) becomes a row of
+-- pgbus.deliveries under the log row's id. Batches whose rows all have their outcome now are
+-- closed. Returns the batches that were still held (the others' outcomes were dropped: their
+-- lease had passed to another dispatcher).
+--
+-- $1 batches     int8[]    the batches written to
+-- $2 leases      int8[]    their distinct lease ids
+-- $3 closing     int8[]    the batches closed by this write
+-- $4 ids         int8[]    rows going to pgbus.deliveries
+-- $5 of_batch    int8[]    each row's batch
+-- $6 event_ids   uuid[]
+-- $7 subs        text[]
+-- $8 states      int2[]    target state (0 pending, 2 done, 3 dead)
+-- $9 priorities  int2[]
+-- $10 delays     float8[]  run_at = now() + delay seconds
+-- $11 attempts   int4[]    attempts counted (1, or 0 when the attempt never ran)
+-- $12 keys       text[]
+-- $13 errors     text[]
+-- $14 solos      bool[]
+WITH fence AS (
+    SELECT c.id FROM pgbus.claims c
+    WHERE c.id = ANY ($1::int8[]) AND c.lease_id = ANY ($2::int8[]) AND c.closed_at IS NULL
+    FOR UPDATE
+),
+closed AS (
+    UPDATE pgbus.claims c SET closed_at = now()
+    WHERE c.id = ANY ($3::int8[]) AND c.id IN (SELECT id FROM fence)
+    RETURNING c.id
+),
+side AS (
+    INSERT INTO pgbus.deliveries (id, event_id, subscription, state, priority, run_at, attempts,
+                                  key, last_error, finished_at, solo)
+    OVERRIDING SYSTEM VALUE
+    SELECT o.id, o.event_id, o.sub, o.state, o.priority, now() + o.delay * interval '1 second',
+           o.attempts, o.key, o.error, CASE WHEN o.state >= 2 THEN now() END, o.solo
+    FROM unnest($4::int8[], $5::int8[], $6::uuid[], $7::text[], $8::int2[], $9::int2[],
+                $10::float8[], $11::int4[], $12::text[], $13::text[], $14::bool[])
+        AS o(id, batch, event_id, sub, state, priority, delay, attempts, key, error, solo)
+    WHERE o.batch IN (SELECT id FROM fence)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING 1
+)
+SELECT ARRAY(SELECT id FROM fence) AS held, (SELECT count(*) FROM closed) AS closed,
+       (SELECT count(*) FROM side) AS written
