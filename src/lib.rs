@@ -159,11 +159,13 @@ mod handler;
 mod migrate;
 mod publish;
 mod registration;
+mod reserved;
 mod retry;
 mod sql;
 mod state;
 mod subscription;
 mod validate;
+mod version;
 mod wake;
 
 pub use error::{Error, Result};
@@ -177,6 +179,7 @@ pub use retry::RetryPolicy;
 pub use state::DeliveryState;
 pub use subscription::{MAX_SUBSCRIPTION_NAME_LEN, Subscription};
 pub use tokio_util::sync::CancellationToken;
+pub use version::{DecodeError, VERSION_HEADER, VersionedPayload};
 
 #[doc(no_inline)]
 pub use async_trait::async_trait;
