@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+use crate::cloudevents::CloudEventError;
+
 /// A `Result` with [`Error`] as its error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -92,6 +94,10 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+
+    /// A CloudEvent could not be read (see [`CloudEventError`]).
+    #[error("invalid CloudEvent: {0}")]
+    CloudEvent(#[from] CloudEventError),
 
     /// A task of pgbus itself failed unexpectedly (it panicked): a bug in pgbus, to report.
     #[error("pgbus internal error: {0}")]

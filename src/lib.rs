@@ -152,6 +152,7 @@
 )]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+pub mod cloudevents;
 mod dispatcher;
 mod error;
 mod event;

@@ -66,7 +66,12 @@ fn a_chain_of_upgrades_reads_every_older_version() {
         last: "Lovelace".into(),
         email: None,
     };
-    assert_eq!(at(1, json!({"name": "Ada Lovelace"})).decode::<V3>().unwrap(), want);
+    assert_eq!(
+        at(1, json!({"name": "Ada Lovelace"}))
+            .decode::<V3>()
+            .unwrap(),
+        want
+    );
     assert_eq!(
         at(2, json!({"first": "Ada", "last": "Lovelace"}))
             .decode::<V3>()
@@ -80,9 +85,18 @@ fn a_chain_of_upgrades_reads_every_older_version() {
 #[test]
 fn versions_it_cannot_read_are_errors_never_a_misread() {
     // Newer than the type: refused, even though the payload would deserialize.
-    let e = at(3, json!({"name": "Ada Lovelace"})).decode::<V1>().unwrap_err();
+    let e = at(3, json!({"name": "Ada Lovelace"}))
+        .decode::<V1>()
+        .unwrap_err();
     assert!(
-        matches!(e, DecodeError::NewerVersion { found: 3, known: 1, .. }),
+        matches!(
+            e,
+            DecodeError::NewerVersion {
+                found: 3,
+                known: 1,
+                ..
+            }
+        ),
         "{e}"
     );
     // Older without an upgrade.
@@ -94,9 +108,18 @@ fn versions_it_cannot_read_are_errors_never_a_misread() {
         const TYPE: &'static str = "user.registered";
         const VERSION: u32 = 2;
     }
-    let e = at(1, json!({"name": "x"})).decode::<NoUpgrade>().unwrap_err();
+    let e = at(1, json!({"name": "x"}))
+        .decode::<NoUpgrade>()
+        .unwrap_err();
     assert!(
-        matches!(e, DecodeError::NoUpgrade { found: 1, known: 2, .. }),
+        matches!(
+            e,
+            DecodeError::NoUpgrade {
+                found: 1,
+                known: 2,
+                ..
+            }
+        ),
         "{e}"
     );
     assert!(e.to_string().contains("no upgrade"), "{e}");
