@@ -99,6 +99,10 @@ pub enum Error {
     #[error("invalid CloudEvent: {0}")]
     CloudEvent(#[from] CloudEventError),
 
+    /// An event catalog is inconsistent (an event type documented twice, a version of 0).
+    #[error("invalid event catalog: {0}")]
+    Catalog(String),
+
     /// A task of pgbus itself failed unexpectedly (it panicked): a bug in pgbus, to report.
     #[error("pgbus internal error: {0}")]
     Internal(String),

@@ -152,6 +152,9 @@
 )]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+#[cfg(feature = "asyncapi")]
+pub mod asyncapi;
+pub mod catalog;
 pub mod cloudevents;
 mod dispatcher;
 mod error;
