@@ -99,6 +99,11 @@ pub enum Error {
     #[error("invalid CloudEvent: {0}")]
     CloudEvent(#[from] CloudEventError),
 
+    /// A webhook was refused by the inbox (see [`WebhookError`](crate::inbox::WebhookError)).
+    #[cfg(feature = "inbox")]
+    #[error("webhook refused: {0}")]
+    Webhook(#[from] crate::inbox::WebhookError),
+
     /// An event catalog is inconsistent (an event type documented twice, a version of 0).
     #[error("invalid event catalog: {0}")]
     Catalog(String),

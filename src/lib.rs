@@ -160,6 +160,8 @@ mod dispatcher;
 mod error;
 mod event;
 mod handler;
+#[cfg(feature = "inbox")]
+pub mod inbox;
 mod migrate;
 mod publish;
 mod registration;
