@@ -123,6 +123,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the call was refused for what it was given (a validation error, a refused
+    /// webhook or CloudEvent), not because of the database or pgbus itself: a request that
+    /// led to it deserves a 4xx, not a 5xx. Nothing was written.
+    pub fn is_invalid_input(&self) -> bool {
+        !matches!(
+            self,
+            Error::Database(_) | Error::Migrate { .. } | Error::SchemaTooNew { .. } | Error::Internal(_)
+        )
+    }
+
     pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
         Error::Config {
             field,

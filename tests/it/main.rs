@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cloudevents;
 mod cluster;
 mod dispatch;
 mod lease;
