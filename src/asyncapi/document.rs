@@ -35,28 +35,30 @@ pub(super) fn render(catalog: &Catalog) -> Value {
         }
         by_type.insert(event.event_type().to_owned(), channel);
     }
+    // Events the subscriptions receive that no entry documents: a channel each (a type, or
+    // a pattern's events).
     for sub in &catalog.subscriptions {
-        let mut targets: Vec<String> = Vec::new();
         for pattern in &sub.patterns {
-            let matched: Vec<&String> = by_type.keys().filter(|t| matches(pattern, t)).collect();
-            if matched.is_empty() {
-                // Events no catalog entry documents: a channel of their own.
+            let documented = catalog
+                .published
+                .iter()
+                .chain(&catalog.consumed)
+                .any(|e| matches(pattern, e.event_type()));
+            if !documented && !by_type.contains_key(pattern) {
                 let channel = doc.undocumented_channel(pattern);
                 by_type.insert(pattern.clone(), channel);
-                targets.push(pattern.clone());
-            } else {
-                targets.extend(matched.into_iter().cloned());
             }
         }
-        targets.sort();
-        targets.dedup();
-        for target in targets {
-            let channel = &by_type[&target];
-            let id = doc
-                .ids
-                .fresh(&format!("receive_{}_{}", sub.name, channel.id));
+    }
+    // A receive operation per subscription and channel one of its patterns matches.
+    for sub in &catalog.subscriptions {
+        for (address, channel) in &by_type {
+            if !sub.patterns.iter().any(|p| matches(p, address)) {
+                continue;
+            }
+            let id = doc.ids.fresh(&format!("receive_{}_{}", sub.name, channel.id));
             let summary = format!(
-                "Subscription `{}` (patterns {}) receives `{target}`.",
+                "Subscription `{}` (patterns {}) receives `{address}`.",
                 sub.name,
                 sub.patterns
                     .iter()

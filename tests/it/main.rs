@@ -3,6 +3,7 @@
 
 mod support;
 
+mod asyncapi;
 mod cloudevents;
 mod cluster;
 mod dispatch;
@@ -15,6 +16,7 @@ mod registration;
 mod retry;
 mod shutdown;
 mod validation;
+mod versions;
 mod wake;
 
 mod faults_handlers;
