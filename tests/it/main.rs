@@ -7,6 +7,7 @@ mod asyncapi;
 mod cloudevents;
 mod cluster;
 mod dispatch;
+mod inbox;
 mod lease;
 mod maintain;
 mod migrate;
