@@ -92,6 +92,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("asyncapi.yaml"), document.to_yaml())?;
     std::fs::write(dir.join("asyncapi.json"), document.to_json_string())?;
-    println!("wrote {0}/asyncapi.yaml and {0}/asyncapi.json", dir.display());
+    println!(
+        "wrote {0}/asyncapi.yaml and {0}/asyncapi.json",
+        dir.display()
+    );
     Ok(())
 }

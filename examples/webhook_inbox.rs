@@ -20,7 +20,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use pgbus::inbox::Inbox;
-use pgbus::{Delivery, Dispatcher, HandlerError, PublishOutcome, Publisher, RawHandler, Subscription};
+use pgbus::{
+    Delivery, Dispatcher, HandlerError, PublishOutcome, Publisher, RawHandler, Subscription,
+};
 use sqlx::PgPool;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,7 +66,10 @@ async fn receive(State(app): State<App>, headers: HeaderMap, body: Bytes) -> (St
         Err(e) if e.is_invalid_input() => (StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => {
             eprintln!("storing a webhook failed: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "try again later".to_owned())
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "try again later".to_owned(),
+            )
         }
     }
 }
@@ -77,8 +82,12 @@ impl RawHandler for StripeEvents {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
         let event = &delivery.event;
         match event.event_type.as_str() {
-            "stripe.checkout.session.completed" => println!("checkout completed: {}", event.data["id"]),
-            "stripe.payment_intent.succeeded" => println!("payment succeeded: {}", event.data["id"]),
+            "stripe.checkout.session.completed" => {
+                println!("checkout completed: {}", event.data["id"])
+            }
+            "stripe.payment_intent.succeeded" => {
+                println!("payment succeeded: {}", event.data["id"])
+            }
             other => println!("{other}: nothing to do"),
         }
         Ok(())
@@ -109,7 +118,11 @@ async fn main() -> Result<(), BoxError> {
     pgbus::migrate(&pool).await?;
 
     let dispatcher = Dispatcher::builder(pool.clone())
-        .subscribe(Subscription::raw("payments.stripe", ["stripe.*"], StripeEvents))
+        .subscribe(Subscription::raw(
+            "payments.stripe",
+            ["stripe.*"],
+            StripeEvents,
+        ))
         .shutdown_timeout(Duration::from_secs(10))
         .build()?
         .start()

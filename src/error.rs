@@ -129,7 +129,10 @@ impl Error {
     pub fn is_invalid_input(&self) -> bool {
         !matches!(
             self,
-            Error::Database(_) | Error::Migrate { .. } | Error::SchemaTooNew { .. } | Error::Internal(_)
+            Error::Database(_)
+                | Error::Migrate { .. }
+                | Error::SchemaTooNew { .. }
+                | Error::Internal(_)
         )
     }
 

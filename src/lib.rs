@@ -141,6 +141,11 @@
 //! # }
 //! ```
 //!
+//! **Speak the standards.** [`cloudevents`] maps events to CloudEvents 1.0 and back;
+//! [`Event::VERSION`] and [`Event::upgrade`] version payloads; [`catalog`] collects the
+//! event catalog, rendered as AsyncAPI 3.0 by `asyncapi` (feature `asyncapi`, JSON Schema
+//! with feature `schema`); `inbox` (feature `inbox`) stores signed webhooks exactly once.
+//!
 //! The companion crate `pgbus-testing` starts a throwaway PostgreSQL for tests and examples,
 //! and builds deliveries to unit-test handlers without a database. The repository's
 //! `examples/quickstart.rs` runs all of the above end to end.

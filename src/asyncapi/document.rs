@@ -56,7 +56,9 @@ pub(super) fn render(catalog: &Catalog) -> Value {
             if !sub.patterns.iter().any(|p| matches(p, address)) {
                 continue;
             }
-            let id = doc.ids.fresh(&format!("receive_{}_{}", sub.name, channel.id));
+            let id = doc
+                .ids
+                .fresh(&format!("receive_{}_{}", sub.name, channel.id));
             let summary = format!(
                 "Subscription `{}` (patterns {}) receives `{address}`.",
                 sub.name,

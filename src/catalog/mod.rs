@@ -1,6 +1,6 @@
 //! The service's event catalog: the typed events it publishes (type, schema version, JSON
 //! Schema, description), the events of other services it documents, and its subscriptions.
-//! With the `asyncapi` feature, [`Catalog::asyncapi`] renders it as an AsyncAPI 3.0
+//! With the `asyncapi` feature, `Catalog::asyncapi` renders it as an AsyncAPI 3.0
 //! document.
 //!
 //! ```

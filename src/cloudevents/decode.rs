@@ -49,7 +49,7 @@ impl CloudEvent {
     /// hyphenated form, else in the header `pgbus-id` under a fresh event id), `source`,
     /// `time`, `dataschema` and a JSON content type other than `application/json` in the
     /// reserved headers, the schema version a `dataschema` names
-    /// ([`version_of_dataschema`](super::version_of_dataschema)), `partitionkey` as the
+    /// ([`version_of_dataschema`]), `partitionkey` as the
     /// ordering key, and the other extensions as headers.
     ///
     /// Publishing it twice publishes two events: give it a

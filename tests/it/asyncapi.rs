@@ -32,7 +32,11 @@ impl pgbus::Event for DealClosed {
 fn busy_catalog() -> Catalog {
     example::catalog()
         .consumes(EventDoc::with_schema::<DealClosed>())
-        .consumes(EventDoc::raw("user.registered").version(3).schema(json!({"type": "object"})))
+        .consumes(
+            EventDoc::raw("user.registered")
+                .version(3)
+                .schema(json!({"type": "object"})),
+        )
         .subscribes("reports.deals-and-users", ["deal.*", "user.registered"])
         .subscribes("audit:everything", ["*"])
         .subscribes("billing.invoices", ["invoice.*", "payment.settled"])
@@ -47,10 +51,17 @@ fn parsed(catalog: &Catalog) -> Option<Vec<Value>> {
     std::fs::write(&yaml, document.to_yaml()).unwrap();
     std::fs::write(&json, document.to_json_string()).unwrap();
     let mut command = node;
-    command.arg(script("validate_asyncapi.js")).arg(&yaml).arg(&json);
+    command
+        .arg(script("validate_asyncapi.js"))
+        .arg(&yaml)
+        .arg(&json);
     let out = run(command, "");
     let _ = std::fs::remove_dir_all(&dir);
-    Some(out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect())
+    Some(
+        out.lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect(),
+    )
 }
 
 fn tempdir() -> std::path::PathBuf {
@@ -60,21 +71,32 @@ fn tempdir() -> std::path::PathBuf {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    let mut s: Vec<String> = v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect();
+    let mut s: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect();
     s.sort();
     s
 }
 
 #[test]
 fn the_quickstart_document_is_valid_asyncapi_3() {
-    let Some(found) = parsed(&example::catalog()) else { return };
+    let Some(found) = parsed(&example::catalog()) else {
+        return;
+    };
     for doc in &found {
         assert_eq!(doc["errors"], json!([]), "{doc}");
         assert_eq!(doc["version"], "3.0.0");
         assert_eq!(strings(&doc["channels"]), ["property.created"]);
         assert_eq!(
             strings(&doc["operations"]),
-            ["receive property.created", "receive property.created", "send property.created"]
+            [
+                "receive property.created",
+                "receive property.created",
+                "send property.created"
+            ]
         );
     }
     // YAML and JSON are one document.
@@ -84,12 +106,20 @@ fn the_quickstart_document_is_valid_asyncapi_3() {
 #[test]
 fn a_busy_catalog_is_valid_asyncapi_3() {
     let catalog = busy_catalog();
-    let Some(found) = parsed(&catalog) else { return };
+    let Some(found) = parsed(&catalog) else {
+        return;
+    };
     for doc in &found {
         assert_eq!(doc["errors"], json!([]), "{doc}");
         assert_eq!(
             strings(&doc["channels"]),
-            ["deal.closed", "invoice.*", "payment.settled", "property.created", "user.registered"]
+            [
+                "deal.closed",
+                "invoice.*",
+                "payment.settled",
+                "property.created",
+                "user.registered"
+            ]
         );
     }
     assert_eq!(found[0]["operations"], found[1]["operations"]);
@@ -98,27 +128,49 @@ fn a_busy_catalog_is_valid_asyncapi_3() {
     // The two `Agent`s are two schemas; every `$ref` resolves.
     let doc = catalog.asyncapi().unwrap().into_json();
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    assert!(schemas.contains_key("Agent") && schemas.contains_key("Agent_2"), "{schemas:?}");
+    assert!(
+        schemas.contains_key("Agent") && schemas.contains_key("Agent_2"),
+        "{schemas:?}"
+    );
     let ops = doc["operations"].as_object().unwrap();
     // `*` matches every channel: one receive operation each.
-    let everything = ops.keys().filter(|k| k.starts_with("receive_audit_everything")).count();
+    let everything = ops
+        .keys()
+        .filter(|k| k.starts_with("receive_audit_everything"))
+        .count();
     assert_eq!(everything, 5, "{:?}", ops.keys().collect::<Vec<_>>());
     // Undocumented events get a channel of their own, received by the subscriptions whose
     // patterns match them.
-    let billing: Vec<_> = ops.keys().filter(|k| k.starts_with("receive_billing")).collect();
+    let billing: Vec<_> = ops
+        .keys()
+        .filter(|k| k.starts_with("receive_billing"))
+        .collect();
     assert_eq!(billing.len(), 2, "{billing:?}");
 }
 
 #[test]
 fn an_inconsistent_catalog_is_refused() {
-    let twice = Catalog::new("s", "1").publishes(EventDoc::raw("a.b")).consumes(EventDoc::raw("a.b"));
+    let twice = Catalog::new("s", "1")
+        .publishes(EventDoc::raw("a.b"))
+        .consumes(EventDoc::raw("a.b"));
     assert!(matches!(twice.asyncapi(), Err(pgbus::Error::Catalog(_))));
     let bad_type = Catalog::new("s", "1").publishes(EventDoc::raw("a b"));
-    assert!(matches!(bad_type.asyncapi(), Err(pgbus::Error::InvalidEventType { .. })));
+    assert!(matches!(
+        bad_type.asyncapi(),
+        Err(pgbus::Error::InvalidEventType { .. })
+    ));
     let bad_pattern = Catalog::new("s", "1").subscribes("x", ["a.*b"]);
-    assert!(matches!(bad_pattern.asyncapi(), Err(pgbus::Error::InvalidEventType { .. })));
+    assert!(matches!(
+        bad_pattern.asyncapi(),
+        Err(pgbus::Error::InvalidEventType { .. })
+    ));
     let v0 = Catalog::new("s", "1").publishes(EventDoc::raw("a.b").version(0));
     assert!(matches!(v0.validate(), Err(pgbus::Error::Catalog(_))));
-    let dup = Catalog::new("s", "1").subscribes("x", ["a"]).subscribes("x", ["b"]);
-    assert!(matches!(dup.validate(), Err(pgbus::Error::DuplicateSubscription(_))));
+    let dup = Catalog::new("s", "1")
+        .subscribes("x", ["a"])
+        .subscribes("x", ["b"]);
+    assert!(matches!(
+        dup.validate(),
+        Err(pgbus::Error::DuplicateSubscription(_))
+    ));
 }

@@ -64,8 +64,21 @@ fn assert_same(ce: &CloudEvent, attributes: &Value, data: &Value, what: &str) {
     assert_eq!(ce.dataschema, text("dataschema"), "{what}: dataschema");
     assert_eq!(ce.time, a.get("time").map(time), "{what}: time");
     let ct = |c: Option<String>| c.filter(|c| c != "application/json");
-    assert_eq!(ct(ce.datacontenttype.clone()), ct(text("datacontenttype")), "{what}: datacontenttype");
-    let spec = ["specversion", "id", "source", "type", "subject", "dataschema", "time", "datacontenttype"];
+    assert_eq!(
+        ct(ce.datacontenttype.clone()),
+        ct(text("datacontenttype")),
+        "{what}: datacontenttype"
+    );
+    let spec = [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "dataschema",
+        "time",
+        "datacontenttype",
+    ];
     let extensions: BTreeMap<String, String> = a
         .iter()
         .filter(|(k, _)| !spec.contains(&k.as_str()))
@@ -83,7 +96,8 @@ async fn the_python_sdk_and_pgbus_read_each_others_cloudevents() {
     let db = db().await;
     let pool = db.pool();
     let seen = Envelopes::default();
-    let handle = start(dispatcher(pool).subscribe(Subscription::raw("ce.all", ["*"], seen.clone()))).await;
+    let handle =
+        start(dispatcher(pool).subscribe(Subscription::raw("ce.all", ["*"], seen.clone()))).await;
 
     // 1. The SDK's CloudEvents, decoded by pgbus in both modes, published and delivered.
     let made: Vec<Value> = serde_json::from_str(&run(sdk("make"), "")).expect("the SDK's output");
@@ -93,7 +107,12 @@ async fn the_python_sdk_and_pgbus_read_each_others_cloudevents() {
     for item in &made {
         let structured = CloudEvent::from_slice(item["structured"].as_str().unwrap().as_bytes())
             .expect("pgbus reads the SDK's structured JSON");
-        assert_same(&structured, &item["attributes"], &item["data"], "SDK structured");
+        assert_same(
+            &structured,
+            &item["attributes"],
+            &item["data"],
+            "SDK structured",
+        );
         let headers: Vec<(String, String)> = item["headers"]
             .as_object()
             .unwrap()
@@ -114,13 +133,22 @@ async fn the_python_sdk_and_pgbus_read_each_others_cloudevents() {
 
     // 2. pgbus's own events: typed and versioned, with subject, key and extension headers.
     let ours = [
-        NewEvent::from_event(&ListingPriced { property_id: 7, price_eur: 350_000 })
-            .unwrap()
-            .subject("property/7")
-            .key("property-7")
-            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-            .header("correlationid", "req-1"),
-        NewEvent::raw("audit.logged", json!({"nested": {"list": [1, "two", null, 3.5]}, "text": "plain"})),
+        NewEvent::from_event(&ListingPriced {
+            property_id: 7,
+            price_eur: 350_000,
+        })
+        .unwrap()
+        .subject("property/7")
+        .key("property-7")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("correlationid", "req-1"),
+        NewEvent::raw(
+            "audit.logged",
+            json!({"nested": {"list": [1, "two", null, 3.5]}, "text": "plain"}),
+        ),
     ];
     let ours_ids: Vec<_> = ours.iter().map(NewEvent::id).collect();
     Publisher::new("listings")
@@ -130,19 +158,39 @@ async fn the_python_sdk_and_pgbus_read_each_others_cloudevents() {
         .expect("publish ours");
     drop(conn);
     let total = made.len() + ours.len();
-    wait_until("every event delivered", SOON, || async { seen.0.lock().unwrap().len() == total }).await;
+    wait_until("every event delivered", SOON, || async {
+        seen.0.lock().unwrap().len() == total
+    })
+    .await;
     stop(pool, handle).await;
-    let envelopes: BTreeMap<_, _> = seen.0.lock().unwrap().iter().map(|e| (e.id, e.clone())).collect();
+    let envelopes: BTreeMap<_, _> = seen
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| (e.id, e.clone()))
+        .collect();
 
     // The SDK's events, back out of PostgreSQL: every attribute as the SDK made it.
     for (id, item) in &published {
         let ce = CloudEvent::from_envelope(&envelopes[id]);
-        assert_same(&ce, &item["attributes"], &item["data"], "SDK event after a round trip");
+        assert_same(
+            &ce,
+            &item["attributes"],
+            &item["data"],
+            "SDK event after a round trip",
+        );
     }
 
     // 3. pgbus's CloudEvents read by the SDK, structured and binary.
-    let encoded: Vec<CloudEvent> = ours_ids.iter().map(|id| CloudEvent::from_envelope(&envelopes[id])).collect();
-    assert_eq!(encoded[0].dataschema.as_deref(), Some("urn:pgbus:schema:listing.priced:v4"));
+    let encoded: Vec<CloudEvent> = ours_ids
+        .iter()
+        .map(|id| CloudEvent::from_envelope(&envelopes[id]))
+        .collect();
+    assert_eq!(
+        encoded[0].dataschema.as_deref(),
+        Some("urn:pgbus:schema:listing.priced:v4")
+    );
     assert_eq!(encoded[0].extensions["partitionkey"], "property-7");
     let input: Vec<Value> = encoded
         .iter()
@@ -155,11 +203,17 @@ async fn the_python_sdk_and_pgbus_read_each_others_cloudevents() {
             })
         })
         .collect();
-    let read: Vec<Value> = serde_json::from_str(&run(sdk("read"), &Value::from(input).to_string())).unwrap();
+    let read: Vec<Value> =
+        serde_json::from_str(&run(sdk("read"), &Value::from(input).to_string())).unwrap();
     for (ce, item) in encoded.iter().zip(&read) {
         for mode in ["structured", "binary"] {
             let found = &item[mode];
-            assert_same(ce, &found["attributes"], &found["data"], &format!("read by the SDK ({mode})"));
+            assert_same(
+                ce,
+                &found["attributes"],
+                &found["data"],
+                &format!("read by the SDK ({mode})"),
+            );
         }
     }
 }

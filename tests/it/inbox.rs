@@ -18,7 +18,10 @@ mod example;
 const SECRET: &str = "whsec_test_secret";
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn refusal(result: pgbus::Result<PublishOutcome>) -> WebhookError {
@@ -45,52 +48,111 @@ async fn a_webhook_is_stored_once_and_refusals_store_nothing() {
     let pool = db.pool();
     let inbox = example::stripe_inbox(SECRET).unwrap();
     let body = br#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{}}}"#;
-    let header = |body: &[u8], at| [("stripe-signature", stripe_signature_header(SECRET.as_bytes(), body, at))];
+    let header = |body: &[u8], at| {
+        [(
+            "stripe-signature",
+            stripe_signature_header(SECRET.as_bytes(), body, at),
+        )]
+    };
     let mut conn = pool.acquire().await.unwrap();
 
     // Refusals, each before anything is written.
     let e = refusal(inbox.receive(&mut conn, &[("x", "y")], body).await);
-    assert_eq!(e, WebhookError::MissingHeader { name: "Stripe-Signature".into() });
-    let e = refusal(inbox.receive(&mut conn, &[("Stripe-Signature", "t=1")], body).await);
+    assert_eq!(
+        e,
+        WebhookError::MissingHeader {
+            name: "Stripe-Signature".into()
+        }
+    );
+    let e = refusal(
+        inbox
+            .receive(&mut conn, &[("Stripe-Signature", "t=1")], body)
+            .await,
+    );
     assert!(matches!(e, WebhookError::MalformedHeader { .. }), "{e}");
     let e = refusal(inbox.receive(&mut conn, &header(b"{}", now()), body).await);
     assert_eq!(e, WebhookError::SignatureMismatch);
-    let e = refusal(inbox.receive(&mut conn, &header(body, now() - 301), body).await);
-    assert!(matches!(e, WebhookError::TimestampOutsideTolerance { .. }), "{e}");
-    let e = refusal(inbox.receive(&mut conn, &header(b"[1]", now()), b"[1]").await);
+    let e = refusal(
+        inbox
+            .receive(&mut conn, &header(body, now() - 301), body)
+            .await,
+    );
+    assert!(
+        matches!(e, WebhookError::TimestampOutsideTolerance { .. }),
+        "{e}"
+    );
+    let e = refusal(
+        inbox
+            .receive(&mut conn, &header(b"[1]", now()), b"[1]")
+            .await,
+    );
     assert!(matches!(e, WebhookError::BodyNotJson(_)), "{e}");
     let no_id = br#"{"type":"a.b"}"#;
     let e = refusal(inbox.receive(&mut conn, &header(no_id, now()), no_id).await);
-    assert!(matches!(e, WebhookError::MissingField { what: "event id", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            WebhookError::MissingField {
+                what: "event id",
+                ..
+            }
+        ),
+        "{e}"
+    );
     let big = vec![b' '; 1024 * 1024 + 1];
     let e = refusal(inbox.receive(&mut conn, &header(&big, now()), &big).await);
     assert!(matches!(e, WebhookError::BodyTooLarge { .. }), "{e}");
     let odd_type = br#"{"id":"evt_9","type":"has space"}"#;
-    let e = inbox.receive(&mut conn, &header(odd_type, now()), odd_type).await.unwrap_err();
-    assert!(matches!(e, pgbus::Error::InvalidEventType { .. }) && e.is_invalid_input(), "{e}");
+    let e = inbox
+        .receive(&mut conn, &header(odd_type, now()), odd_type)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, pgbus::Error::InvalidEventType { .. }) && e.is_invalid_input(),
+        "{e}"
+    );
     assert_eq!(table_counts(pool).await, (0, 0, 0));
 
     // Stored once, in a transaction; the provider's retry is a duplicate of the original.
     let mut tx = pool.begin().await.unwrap();
-    let first = inbox.receive(&mut tx, &header(body, now()), body).await.unwrap();
+    let first = inbox
+        .receive(&mut tx, &header(body, now()), body)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    let PublishOutcome::Published { id, .. } = first else { panic!("{first:?}") };
-    let again = inbox.receive(&mut conn, &header(body, now()), body).await.unwrap();
+    let PublishOutcome::Published { id, .. } = first else {
+        panic!("{first:?}")
+    };
+    let again = inbox
+        .receive(&mut conn, &header(body, now()), body)
+        .await
+        .unwrap();
     assert_eq!(again, PublishOutcome::Duplicate { id });
     assert_eq!(
         stored(pool).await,
-        [("stripe.payment_intent.succeeded".into(), "stripe:evt_1".into(), -10, "stripe".into(), "evt_1".into())]
+        [(
+            "stripe.payment_intent.succeeded".into(),
+            "stripe:evt_1".into(),
+            -10,
+            "stripe".into(),
+            "evt_1".into()
+        )]
     );
 
     // A rolled-back receive stores nothing, and the id stays free.
     let other = br#"{"id":"evt_2","type":"charge.refunded"}"#;
     let mut tx = pool.begin().await.unwrap();
-    inbox.receive(&mut tx, &header(other, now()), other).await.unwrap();
+    inbox
+        .receive(&mut tx, &header(other, now()), other)
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     assert_eq!(stored(pool).await.len(), 1);
 
     // GitHub's scheme: the id and type in headers.
-    let github = Inbox::github("gh-secret").build(pgbus::Publisher::new("ci").unwrap()).unwrap();
+    let github = Inbox::github("gh-secret")
+        .build(pgbus::Publisher::new("ci").unwrap())
+        .unwrap();
     let push = br#"{"ref":"refs/heads/main"}"#;
     let signature = format!("sha256={}", hmac_sha256_hex(b"gh-secret", push));
     let headers = vec![
@@ -101,8 +163,20 @@ async fn a_webhook_is_stored_once_and_refusals_store_nothing() {
     let outcome = github.receive(&mut conn, &headers, push).await.unwrap();
     assert!(!outcome.is_duplicate());
     let e = refusal(github.receive(&mut conn, &headers[..2], push).await);
-    assert!(matches!(e, WebhookError::MissingField { what: "event id", .. }), "{e}");
-    assert_eq!(stored(pool).await[1].1, "github:72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert!(
+        matches!(
+            e,
+            WebhookError::MissingField {
+                what: "event id",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        stored(pool).await[1].1,
+        "github:72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,10 +192,19 @@ async fn stripes_own_signatures_posted_to_the_example_endpoint() {
     node.arg(script("stripe_webhooks.js")).arg(&url).arg(SECRET);
     let out = run_async(node, String::new()).await;
     server.abort();
-    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let results: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let status = |case: &str| -> (u64, String) {
-        let r = results.iter().find(|r| r["case"] == case).unwrap_or_else(|| panic!("no {case}: {out}"));
-        (r["status"].as_u64().unwrap(), r["text"].as_str().unwrap().to_owned())
+        let r = results
+            .iter()
+            .find(|r| r["case"] == case)
+            .unwrap_or_else(|| panic!("no {case}: {out}"));
+        (
+            r["status"].as_u64().unwrap(),
+            r["text"].as_str().unwrap().to_owned(),
+        )
     };
     assert_eq!(status("valid").0, 200, "{out}");
     let (code, text) = status("retry of the same event");

@@ -18,12 +18,17 @@ fn dir() -> PathBuf {
 
 /// A script of `tests/tools/`.
 pub fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tools")
+        .join(name)
 }
 
 /// Says that `tool` is missing: a failure under `CI=true`, else one line and a skip.
 fn missing(tool: &str) {
-    let message = format!("{tool} is not installed: run .ci/tools (it installs into {})", dir().display());
+    let message = format!(
+        "{tool} is not installed: run .ci/tools (it installs into {})",
+        dir().display()
+    );
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{message}");
     }
