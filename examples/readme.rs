@@ -177,6 +177,111 @@ async fn publishing_fans_out_to_registered_subscriptions() -> Result<(), Box<dyn
 }
 // README: end
 
+// README: begin
+use pgbus::cloudevents::{BinaryMessage, Binding, CloudEvent};
+
+/// A relay's view: a delivered event as a CloudEvent, structured and in binary mode.
+fn as_cloudevent(delivery: &Delivery) -> (String, BinaryMessage) {
+    let event = CloudEvent::from_envelope(&delivery.event);
+    (event.to_json_string(), event.to_binary(Binding::Http))
+}
+
+/// A CloudEvent received from elsewhere, stored once (deduplicated by its source and id).
+async fn ingest(
+    conn: &mut sqlx::PgConnection,
+    publisher: &pgbus::Publisher,
+    body: &[u8],
+) -> pgbus::Result<pgbus::PublishOutcome> {
+    let event = CloudEvent::from_slice(body)?; // missing attribute, specversion, ...: an error
+    let dedupe_key = format!("{}/{}", event.source, event.id);
+    let event = event.into_new_event()?.dedupe_key(dedupe_key); // keeps id, source and time
+    publisher.publish(conn, event).await
+}
+// README: end
+
+// README: begin
+/// Version 1 of `price.changed`, kept to read the events stored before version 2.
+#[derive(Serialize, Deserialize)]
+struct PriceChangedV1 {
+    property_id: i64,
+    price_eur: i64,
+}
+
+impl pgbus::Event for PriceChangedV1 {
+    const TYPE: &'static str = "price.changed";
+}
+
+/// The asking price of a property changed.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+struct PriceChanged {
+    property_id: i64,
+    /// In cents of `currency`.
+    price_cents: i64,
+    currency: String,
+}
+
+impl pgbus::Event for PriceChanged {
+    const TYPE: &'static str = "price.changed";
+    const VERSION: u32 = 2; // stored with each event, in the header `pgbus-version`
+
+    fn upgrade(older: pgbus::VersionedPayload) -> Result<Self, pgbus::DecodeError> {
+        let v1: PriceChangedV1 = older.decode()?;
+        Ok(PriceChanged {
+            property_id: v1.property_id,
+            price_cents: v1.price_eur * 100,
+            currency: "EUR".into(),
+        })
+    }
+}
+// README: end
+
+// README: begin
+use pgbus::catalog::{Catalog, EventDoc};
+
+fn write_asyncapi() -> Result<(), Box<dyn std::error::Error>> {
+    let catalog = Catalog::new("listings", "1.0.0")
+        .source("property-service") // the publisher's source
+        .publishes(EventDoc::of::<PropertyCreated>())
+        .publishes(EventDoc::with_schema::<PriceChanged>()) // JSON Schema, doc comments
+        .subscribes("audit.properties", ["property.*"]);
+    let document = catalog.asyncapi()?;
+    std::fs::write("asyncapi.yaml", document.to_yaml())?;
+    std::fs::write("asyncapi.json", document.to_json_string())?;
+    Ok(())
+}
+// README: end
+
+// README: begin
+use pgbus::inbox::Inbox;
+
+fn stripe_inbox(publisher: pgbus::Publisher) -> pgbus::Result<Inbox> {
+    Inbox::stripe(std::env::var("STRIPE_WEBHOOK_SECRET").unwrap_or_default())
+        .secret("whsec_previous") // accepted too while the secret is rotated
+        .priority(-10) // Stripe's events before the service's own
+        .build(publisher)
+}
+
+/// The HTTP status to answer Stripe with.
+async fn receive_stripe(
+    pool: &PgPool,
+    inbox: &Inbox,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> u16 {
+    let stored = async {
+        let mut tx = pool.begin().await?;
+        let outcome = inbox.receive(&mut tx, headers, body).await?; // verified, stored once
+        tx.commit().await?;
+        Ok::<_, pgbus::Error>(outcome)
+    };
+    match stored.await {
+        Ok(_) => 200, // stored, or a retry of one stored (`PublishOutcome::Duplicate`)
+        Err(e) if e.is_invalid_input() => 400, // refused: signature, replay, not JSON, ...
+        Err(_) => 500, // the database failed: Stripe tries again later
+    }
+}
+// README: end
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     audit_refuses_an_event_without_a_property().await;

@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+use crate::cloudevents::CloudEventError;
+
 /// A `Result` with [`Error`] as its error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -93,6 +95,19 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A CloudEvent could not be read (see [`CloudEventError`]).
+    #[error("invalid CloudEvent: {0}")]
+    CloudEvent(#[from] CloudEventError),
+
+    /// A webhook was refused by the inbox (see [`WebhookError`](crate::inbox::WebhookError)).
+    #[cfg(feature = "inbox")]
+    #[error("webhook refused: {0}")]
+    Webhook(#[from] crate::inbox::WebhookError),
+
+    /// An event catalog is inconsistent (an event type documented twice, a version of 0).
+    #[error("invalid event catalog: {0}")]
+    Catalog(String),
+
     /// A task of pgbus itself failed unexpectedly (it panicked): a bug in pgbus, to report.
     #[error("pgbus internal error: {0}")]
     Internal(String),
@@ -108,6 +123,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the call was refused for what it was given (a validation error, a refused
+    /// webhook or CloudEvent), not because of the database or pgbus itself: a request that
+    /// led to it deserves a 4xx, not a 5xx. Nothing was written.
+    pub fn is_invalid_input(&self) -> bool {
+        !matches!(
+            self,
+            Error::Database(_)
+                | Error::Migrate { .. }
+                | Error::SchemaTooNew { .. }
+                | Error::Internal(_)
+        )
+    }
+
     pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
         Error::Config {
             field,

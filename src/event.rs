@@ -10,6 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::version::{self, DecodeError, VERSION_HEADER, VersionedPayload};
 
 /// Longest event type name, in bytes.
 pub const MAX_TYPE_LEN: usize = 200;
@@ -19,6 +20,11 @@ pub const MAX_TEXT_LEN: usize = 1024;
 /// A typed event: a serde type with a stable type name.
 ///
 /// The set of types implementing `Event` is the service's event catalog.
+///
+/// A type may declare a schema [`VERSION`](Event::VERSION), stored with every event it
+/// publishes; a handler of a newer version reads older events through
+/// [`upgrade`](Event::upgrade) (see [`VersionedPayload`]), and an event of a version the
+/// type cannot read makes the delivery dead with an error naming both versions.
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -37,6 +43,29 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The event type name, e.g. `property.created`: dot-separated segments of ASCII
     /// letters, digits, `_` and `-`, at most [`MAX_TYPE_LEN`] bytes.
     const TYPE: &'static str;
+
+    /// The payload's schema version, a whole number from 1, stored with each published event
+    /// (header [`VERSION_HEADER`]). Raise it when the payload changes in a way older
+    /// readers cannot decode, and give [`upgrade`](Event::upgrade) the way up from the
+    /// versions still stored. Default: 1.
+    const VERSION: u32 = 1;
+
+    /// Turns the payload of an older schema version into this type; called by decoding
+    /// when an event's version is below [`VERSION`](Event::VERSION). Decode `older` as the
+    /// previous version's type with [`VersionedPayload::decode`] (which upgrades it in
+    /// turn) and convert. Default: no upgrade ([`DecodeError::NoUpgrade`]).
+    ///
+    /// # Errors
+    ///
+    /// Whatever decoding the older version returns, or [`DecodeError::upgrade`] for a
+    /// payload that cannot be upgraded.
+    fn upgrade(older: VersionedPayload) -> std::result::Result<Self, DecodeError> {
+        Err(DecodeError::NoUpgrade {
+            event_type: older.event_type().to_owned(),
+            found: older.version(),
+            known: Self::VERSION,
+        })
+    }
 }
 
 /// An event about to be published: its type, JSON payload and optional metadata.
@@ -74,7 +103,8 @@ impl NewEvent {
         }
     }
 
-    /// Serializes a typed event.
+    /// Serializes a typed event, with its schema version ([`Event::VERSION`]) in the
+    /// header [`VERSION_HEADER`].
     ///
     /// # Errors
     ///
@@ -84,7 +114,7 @@ impl NewEvent {
             type_name: E::TYPE.to_owned(),
             source,
         })?;
-        Ok(Self::raw(E::TYPE, data))
+        Ok(Self::raw(E::TYPE, data).schema_version(E::VERSION))
     }
 
     /// The id the event will have (a UUID v7, time-ordered).
@@ -133,6 +163,22 @@ impl NewEvent {
     pub fn deliver_at(mut self, at: DateTime<Utc>) -> Self {
         self.deliver_at = Some(at);
         self
+    }
+
+    /// The payload's schema version, stored in the header [`VERSION_HEADER`] (typed events
+    /// get theirs from [`Event::VERSION`]). Publishing refuses a version of 0.
+    pub fn schema_version(self, version: u32) -> Self {
+        self.header(VERSION_HEADER, version.to_string())
+    }
+
+    /// The headers so far.
+    pub fn headers(&self) -> &BTreeMap<String, String> {
+        &self.headers
+    }
+
+    /// The payload.
+    pub fn data(&self) -> &Value {
+        &self.data
     }
 
     /// Uses a caller-chosen id instead of a fresh UUID v7.
@@ -194,12 +240,26 @@ pub struct EventEnvelope {
 }
 
 impl EventEnvelope {
-    /// Deserializes the payload as `E`.
+    /// The payload's schema version: the header [`VERSION_HEADER`], or 1 without it.
     ///
     /// # Errors
     ///
-    /// The serde error when the payload does not fit `E`.
-    pub fn decode<E: Event>(&self) -> std::result::Result<E, serde_json::Error> {
-        E::deserialize(&self.data)
+    /// [`DecodeError::InvalidVersion`] when the header is not a whole number from 1.
+    pub fn schema_version(&self) -> std::result::Result<u32, DecodeError> {
+        version::stored_version(&self.headers)
+    }
+
+    /// Deserializes the payload as `E`, at the event's schema version: directly when it is
+    /// `E::VERSION`, through [`Event::upgrade`] when it is older, never when it is newer.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`]: the payload does not fit, or its version is one `E` cannot read.
+    pub fn decode<E: Event>(&self) -> std::result::Result<E, DecodeError> {
+        let version = self.schema_version()?;
+        if version == E::VERSION {
+            return version::decode_payload(&self.data, version);
+        }
+        VersionedPayload::new(self.event_type.clone(), version, self.data.clone()).decode()
     }
 }

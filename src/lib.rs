@@ -141,6 +141,11 @@
 //! # }
 //! ```
 //!
+//! **Speak the standards.** [`cloudevents`] maps events to CloudEvents 1.0 and back;
+//! [`Event::VERSION`] and [`Event::upgrade`] version payloads; [`catalog`] collects the
+//! event catalog, rendered as AsyncAPI 3.0 by `asyncapi` (feature `asyncapi`, JSON Schema
+//! with feature `schema`); `inbox` (feature `inbox`) stores signed webhooks exactly once.
+//!
 //! The companion crate `pgbus-testing` starts a throwaway PostgreSQL for tests and examples,
 //! and builds deliveries to unit-test handlers without a database. The repository's
 //! `examples/quickstart.rs` runs all of the above end to end.
@@ -152,18 +157,26 @@
 )]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+#[cfg(feature = "asyncapi")]
+pub mod asyncapi;
+pub mod catalog;
+pub mod cloudevents;
 mod dispatcher;
 mod error;
 mod event;
 mod handler;
+#[cfg(feature = "inbox")]
+pub mod inbox;
 mod migrate;
 mod publish;
 mod registration;
+mod reserved;
 mod retry;
 mod sql;
 mod state;
 mod subscription;
 mod validate;
+mod version;
 mod wake;
 
 pub use error::{Error, Result};
@@ -177,6 +190,7 @@ pub use retry::RetryPolicy;
 pub use state::DeliveryState;
 pub use subscription::{MAX_SUBSCRIPTION_NAME_LEN, Subscription};
 pub use tokio_util::sync::CancellationToken;
+pub use version::{DecodeError, VERSION_HEADER, VersionedPayload};
 
 #[doc(no_inline)]
 pub use async_trait::async_trait;

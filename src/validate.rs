@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::event::{MAX_TEXT_LEN, MAX_TYPE_LEN, NewEvent};
+use crate::reserved;
 
 /// Checks everything about an event before it is written: type name, text fields, headers,
 /// payload content and size.
@@ -29,6 +30,7 @@ pub(crate) fn new_event(e: &NewEvent, max_payload_bytes: usize) -> Result<()> {
                 format!("header {name:?}: at most {} bytes, no NUL", MAX_TEXT_LEN),
             ));
         }
+        reserved::validate(name, value)?;
     }
     validate_payload(&e.data)?;
     let size = json_size(&e.data);

@@ -24,7 +24,7 @@ use uuid::Uuid;
 /// | [`event_id`](Self::event_id) | a fresh UUID v7, as publishing makes |
 /// | [`source`](Self::source) | `"pgbus"`, the publisher's default source |
 /// | [`subject`](Self::subject), [`key`](Self::key) | none |
-/// | [`header`](Self::header) | no headers |
+/// | [`header`](Self::header) | no headers ([`of`](Self::of): the schema version) |
 /// | [`created_at`](Self::created_at) | now, when [`build`](Self::build) is called |
 ///
 /// Nothing is validated: a test may well hand a handler what publishing would refuse.
@@ -92,7 +92,9 @@ pub struct DeliveryBuilder {
 
 impl DeliveryBuilder {
     /// A delivery of the typed `event`, serialized as publishing does (`serde_json`), of
-    /// type `E::TYPE`.
+    /// type `E::TYPE`, with its schema version `E::VERSION` in the header
+    /// [`pgbus::VERSION_HEADER`] (set another with [`header`](Self::header) to hand a
+    /// handler an older version).
     ///
     /// # Panics
     ///
@@ -105,7 +107,7 @@ impl DeliveryBuilder {
                 E::TYPE
             )
         });
-        Self::raw(E::TYPE, data)
+        Self::raw(E::TYPE, data).header(pgbus::VERSION_HEADER, E::VERSION.to_string())
     }
 
     /// A delivery of an event of type `event_type` carrying `data` as is, for

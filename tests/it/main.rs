@@ -3,8 +3,11 @@
 
 mod support;
 
+mod asyncapi;
+mod cloudevents;
 mod cluster;
 mod dispatch;
+mod inbox;
 mod lease;
 mod maintain;
 mod migrate;
@@ -14,6 +17,7 @@ mod registration;
 mod retry;
 mod shutdown;
 mod validation;
+mod versions;
 mod wake;
 
 mod faults_handlers;

@@ -54,7 +54,9 @@ fn defaults() {
         (event.subject.as_deref(), event.key.as_deref()),
         (None, None)
     );
-    assert!(event.headers.is_empty());
+    // Only the schema version, as publishing stores it.
+    assert_eq!(event.headers.len(), 1);
+    assert_eq!(event.headers[pgbus::VERSION_HEADER], "1");
     assert_eq!(event.id.get_version_num(), 7);
     assert!(event.created_at >= before && event.created_at <= Utc::now());
     assert_eq!(event.decode::<Listed>().expect("decodes"), listed());

@@ -11,6 +11,7 @@
 //! - [`env`]: the fault tests' sizes and verbosity, from the environment.
 //! - [`fault_log`]: the `fault_log` table fault-test handlers record their calls in.
 //! - [`process`]: running one test of this binary again in a child process.
+//! - [`tools`]: the independent implementations (Python, node) some tests check against.
 //! - [`worker`], [`fleet`]: the fault tests' worker processes, and the set of them a test
 //!   runs and kills.
 
@@ -24,5 +25,6 @@ pub mod journal;
 pub mod process;
 pub mod publishing;
 pub mod states;
+pub mod tools;
 pub mod wait;
 pub mod worker;
