@@ -152,6 +152,7 @@
 )]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+pub mod admin;
 mod dispatcher;
 mod error;
 mod event;
@@ -166,6 +167,7 @@ mod subscription;
 mod validate;
 mod wake;
 
+pub use admin::Admin;
 pub use error::{Error, Result};
 pub use migrate::migrate;
 

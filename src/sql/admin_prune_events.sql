@@ -1,0 +1,15 @@
+-- name: admin_prune_events
+-- Retention on demand: deletes up to $2 events older than the retention that no delivery
+-- refers to any more, as prune_events.sql does, after admin_prune_lock.sql in the same
+-- transaction. Which deliveries exist is checked here: when deliveries live elsewhere too
+-- (a delivery log), this is where that is looked at.
+--
+-- $1 retention  float8  seconds
+-- $2 limit      int8
+WITH old AS (
+    SELECT e.id FROM pgbus.events e
+    WHERE e.created_at < now() - $1 * interval '1 second'
+      AND NOT EXISTS (SELECT 1 FROM pgbus.deliveries d WHERE d.event_id = e.id)
+    LIMIT $2
+)
+DELETE FROM pgbus.events e USING old WHERE e.id = old.id
