@@ -47,5 +47,5 @@ fan AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM scanned) AS examined,
-       (SELECT max(id) FROM scanned) AS last,
+       (SELECT id FROM scanned ORDER BY id DESC LIMIT 1) AS last,
        (SELECT count(*) FROM fan) AS created

@@ -3,6 +3,11 @@
 
 mod support;
 
+mod admin_dead_letters;
+mod admin_health;
+mod admin_history;
+mod admin_replay;
+mod admin_subscriptions;
 mod cluster;
 mod dispatch;
 mod lease;
