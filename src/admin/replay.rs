@@ -88,6 +88,7 @@ pub struct ReplayReport {
 /// What [`Admin::redeliver`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Redelivery {
     /// There was no delivery: this one was created, pending and due now.
     Created {
