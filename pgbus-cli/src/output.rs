@@ -17,6 +17,10 @@ pub fn table<const N: usize>(headers: [&str; N]) -> Table {
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(headers);
+    if t.width().is_none() {
+        // Not a terminal: wrap at a width that reads well in a log or a pipe.
+        t.set_width(150);
+    }
     t
 }
 

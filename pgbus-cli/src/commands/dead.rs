@@ -139,7 +139,7 @@ async fn list(
             d.subject.clone().unwrap_or_default(),
             d.attempts.to_string(),
             opt_time(d.finished_at),
-            clip(d.last_error.as_deref().unwrap_or(""), 60),
+            clip(d.last_error.as_deref().unwrap_or(""), 50),
         ]);
     }
     println!("{t}");

@@ -51,7 +51,12 @@ pub async fn publish(pool: &PgPool, args: &PublishArgs) -> CliResult {
     if duplicate {
         println!("duplicate of event {id}: nothing published");
     } else {
-        println!("published event {id} ({deliveries} deliveries)");
+        let plural = if deliveries == 1 {
+            "delivery"
+        } else {
+            "deliveries"
+        };
+        println!("published event {id} ({deliveries} {plural})");
     }
     Ok(())
 }
