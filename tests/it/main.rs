@@ -4,6 +4,7 @@
 mod support;
 
 mod admin_dead_letters;
+mod admin_dead_letters_guards;
 mod admin_health;
 mod admin_history;
 mod admin_replay;
