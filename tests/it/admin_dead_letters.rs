@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use chrono::Utc;
 use pgbus::admin::{DeadLetterFilter, RetryMode, TimeRange};
@@ -11,7 +10,7 @@ use pgbus::{Admin, DeliveryState, Error, HandlerError, NewEvent, Subscription};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::database::{count, db, table_counts};
+use crate::support::database::{count, db};
 use crate::support::deliveries::{delivery, delivery_count_in};
 use crate::support::dispatcher::{dispatcher, quick_retry, start, stop};
 use crate::support::journal::Journal;
