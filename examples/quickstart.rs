@@ -18,12 +18,15 @@
 //! - a failing handler is retried after the delay it asks for, and succeeds later;
 //! - a malformed payload cannot reach the typed handler: that delivery is dead at once,
 //!   while the other subscription handles the same event normally;
+//! - the dead letter as an operator sees it, through the admin API (`pgbus::Admin`), with
+//!   the `pgbus` command-line commands that show the same;
 //! - a graceful shutdown through the dispatcher's cancellation token.
 //!
 //! Library logs are off by default; `RUST_LOG=pgbus=debug` shows them.
 
 use std::time::{Duration, Instant};
 
+use pgbus::admin::DeadLetterFilter;
 use pgbus::{
     Delivery, Dispatcher, Event, Handler, HandlerError, NewEvent, PublishOutcome, Publisher,
     RawHandler, RetryPolicy, Subscription,
@@ -317,24 +320,9 @@ async fn main() -> Result<(), BoxError> {
         println!("\n(stopped waiting: deliveries are still pending)");
     }
 
-    // 6. What became of every delivery.
-    let dead: Vec<(i64, String, i32, Option<String>)> = sqlx::query_as(
-        "SELECT id, subscription, attempts, last_error FROM pgbus.deliveries
-         WHERE state = 3 AND subscription = ANY($1) AND event_id = ANY($2) ORDER BY id",
-    )
-    .bind([FOLLOW_UP, ANALYTICS])
-    .bind(&event_ids)
-    .fetch_all(&pool)
-    .await?;
-    println!();
-    for (id, subscription, attempts, error) in &dead {
-        println!(
-            "dead: delivery {id} ({subscription}, after {attempts} attempt{}): {}",
-            if *attempts == 1 { "" } else { "s" },
-            error.as_deref().unwrap_or("no error recorded")
-        );
-    }
+    // 6. What became of every delivery; the dead letter through the admin API.
     print_summary(&pool, &event_ids).await?;
+    show_dead_letters(&pool).await?;
     let (follow_ups, analytics): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT (SELECT count(*) FROM {SCHEMA}.follow_ups), (SELECT count(*) FROM {SCHEMA}.analytics)"
     )))
@@ -373,6 +361,41 @@ async fn main() -> Result<(), BoxError> {
     } else {
         Err("deliveries did not settle in time".into())
     }
+}
+
+/// Shows the dead letters of the follow-up subscription as an operator would see them: the
+/// admin API's listing and one delivery in full, with its failure history, and the `pgbus`
+/// commands that print the same.
+async fn show_dead_letters(pool: &PgPool) -> Result<(), BoxError> {
+    let admin = pgbus::Admin::new(pool.clone());
+    let filter = DeadLetterFilter::new().subscription(FOLLOW_UP);
+    let page = admin.dead_letters(&filter, 10, None).await?;
+    println!("\ndead letters of {FOLLOW_UP} (pgbus::Admin::dead_letters):");
+    for dead in &page.items {
+        let detail = admin.delivery(dead.id).await?;
+        println!(
+            "  delivery {} of event {} ({}, subject {}), {} attempt{}: {}",
+            detail.id,
+            detail.event_id,
+            dead.event_type.as_deref().unwrap_or("event gone"),
+            dead.subject.as_deref().unwrap_or("none"),
+            detail.attempts,
+            if detail.attempts == 1 { "" } else { "s" },
+            detail.last_error.as_deref().unwrap_or("no error recorded")
+        );
+        if let Some(event) = &detail.event {
+            println!("    payload: {}", event.data);
+        }
+        for failure in &detail.failures {
+            println!("    attempt {} failed: {}", failure.attempt, failure.error);
+        }
+        println!(
+            "  the same from a shell: pgbus dead list --subscription {FOLLOW_UP}\n  \
+             in full: pgbus dead show {}; once the importer is fixed: pgbus dead retry {}",
+            detail.id, detail.id
+        );
+    }
+    Ok(())
 }
 
 fn deliveries(outcome: &PublishOutcome) -> u32 {

@@ -349,15 +349,17 @@ BEGIN
 END
 $f$;
 
--- Every delivery not finished and not pruned, wherever it lives: the rows of
--- pgbus.deliveries and the log's unfinished rows.
+-- Every delivery wherever it lives: the rows of pgbus.deliveries and the log's unfinished
+-- rows, with the columns of pgbus.deliveries. A log row not read yet is pending, due since
+-- its event was published (run_at); one in an open batch is running, its attempt counted,
+-- run_at its batch's lease expiry.
 CREATE VIEW pgbus.all_deliveries AS
     SELECT d.id, d.event_id, d.subscription, d.state, d.priority, d.run_at, d.attempts, d.solo,
            d.key, d.last_error, d.created_at, d.finished_at
     FROM pgbus.deliveries d
     UNION ALL
     SELECT l.id, l.event_id, l.subscription, l.state, l.priority,
-           coalesce(l.lease_until, now()), l.state::integer, false, l.key, NULL::text,
+           coalesce(l.lease_until, e.created_at), l.state::integer, false, l.key, NULL::text,
            e.created_at, NULL::timestamptz
     FROM pgbus.log_unfinished() l
     JOIN pgbus.events e ON e.id = l.event_id;

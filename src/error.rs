@@ -59,6 +59,45 @@ pub enum Error {
     #[error("unknown subscription {0:?}")]
     UnknownSubscription(String),
 
+    /// A delivery id that names no delivery (admin API).
+    #[error("no delivery {0}")]
+    UnknownDelivery(i64),
+
+    /// An event id that names no event (admin API).
+    #[error("no event {0}")]
+    UnknownEvent(uuid::Uuid),
+
+    /// A dead-letter operation on a delivery that is not dead (admin API).
+    #[error("delivery {id} is {state}, not dead")]
+    NotDead {
+        /// The delivery.
+        id: i64,
+        /// Its state.
+        state: crate::DeliveryState,
+    },
+
+    /// A time range that is empty or inverted: its start is not before its end (admin API).
+    #[error("empty time range: {from} is not before {to}")]
+    InvalidTimeRange {
+        /// The start (inclusive).
+        from: chrono::DateTime<chrono::Utc>,
+        /// The end (exclusive).
+        to: chrono::DateTime<chrono::Utc>,
+    },
+
+    /// A limit or batch size out of its range (admin API).
+    #[error("`{field}` is {value}, outside {min}..={max}")]
+    OutOfRange {
+        /// The setting.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+
     /// Two subscriptions with one name were given to one dispatcher.
     #[error("subscription {0:?} is registered twice")]
     DuplicateSubscription(String),

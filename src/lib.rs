@@ -157,6 +157,7 @@
 )]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+pub mod admin;
 #[cfg(feature = "asyncapi")]
 pub mod asyncapi;
 pub mod catalog;
@@ -179,6 +180,7 @@ mod validate;
 mod version;
 mod wake;
 
+pub use admin::Admin;
 pub use error::{Error, Result};
 pub use migrate::migrate;
 

@@ -38,7 +38,17 @@ const MIGRATIONS: &[Migration] = &[
         name: "0005_delivery_log.sql",
         sql: include_str!("../migrations/0005_delivery_log.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_admin.sql",
+        sql: include_str!("../migrations/0006_admin.sql"),
+    },
 ];
+
+/// The schema version this build of pgbus migrates to (the last migration's).
+pub(crate) fn known_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
 
 /// Arbitrary but fixed key for the advisory lock that serialises concurrent migrators.
 const MIGRATE_LOCK_KEY: i64 = 0x7067_6275_735f_6d67; // "pgbus_mg"
@@ -63,7 +73,7 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     let applied: i64 = sqlx::query_scalar(sql::MIGRATE_APPLIED)
         .fetch_one(&mut *tx)
         .await?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let known = known_version();
     if applied > known {
         return Err(Error::SchemaTooNew {
             found: applied,

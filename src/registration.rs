@@ -54,3 +54,17 @@ pub(crate) async fn register(pool: &PgPool, subs: &[Subscription]) -> Result<()>
     }
     Ok(())
 }
+
+/// Records that dispatcher `id` serves `subs` (read by the admin API: which dispatchers
+/// serve a subscription). Best effort: a failure is logged, never fatal to the dispatcher.
+pub(crate) async fn record_served(pool: &PgPool, id: i32, subs: &[Subscription]) {
+    let names: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
+    let recorded = sqlx::query(sql::REGISTER_SERVED)
+        .bind(id)
+        .bind(&names)
+        .execute(pool)
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "pgbus: could not record the subscriptions this dispatcher serves");
+    }
+}

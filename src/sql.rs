@@ -16,6 +16,7 @@ statements! {
     PUBLISH_PLAIN = "publish_plain.sql";
     DEDUPE_ORIGINALS = "dedupe_originals.sql";
     REGISTER_SUBSCRIPTIONS = "register_subscriptions.sql";
+    REGISTER_SERVED = "register_served.sql";
     CLAIM = "claim.sql";
     CLAIM_LOG = "claim_log.sql";
     COMPLETE_LOG = "complete_log.sql";
@@ -42,6 +43,27 @@ statements! {
     PRESENCE_LEAVE = "presence_leave.sql";
     ABSENT_DISPATCHERS = "absent_dispatchers.sql";
     REAP_DISPATCHER = "reap_dispatcher.sql";
+    // The admin API (src/admin/).
+    ADMIN_SUBSCRIPTIONS = "admin_subscriptions.sql";
+    ADMIN_SUBSCRIPTION_COUNTS = "admin_subscription_counts.sql";
+    ADMIN_PAUSE = "admin_pause.sql";
+    ADMIN_RESUME = "admin_resume.sql";
+    ADMIN_REMOVE_SUBSCRIPTION = "admin_remove_subscription.sql";
+    ADMIN_DEAD_LIST = "admin_dead_list.sql";
+    ADMIN_DEAD_RETRY = "admin_dead_retry.sql";
+    ADMIN_DEAD_DISCARD = "admin_dead_discard.sql";
+    ADMIN_DELIVERY = "admin_delivery.sql";
+    ADMIN_DELIVERY_FAILURES = "admin_delivery_failures.sql";
+    ADMIN_DELIVERY_STATE = "admin_delivery_state.sql";
+    ADMIN_REPLAY_LOCK = "admin_replay_lock.sql";
+    ADMIN_REPLAY = "admin_replay.sql";
+    ADMIN_REDELIVER = "admin_redeliver.sql";
+    ADMIN_EVENTS_SUBJECT = "admin_events_subject.sql";
+    ADMIN_EVENTS_BY_TYPE = "admin_events_by_type.sql";
+    ADMIN_EVENT_DELIVERIES = "admin_event_deliveries.sql";
+    ADMIN_DISPATCHERS = "admin_dispatchers.sql";
+    ADMIN_PRUNE_LOCK = "admin_prune_lock.sql";
+    ADMIN_PRUNE_EVENTS = "admin_prune_events.sql";
 }
 
 /// The channel publishers NOTIFY and dispatchers LISTEN on.

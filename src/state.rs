@@ -34,6 +34,31 @@ pub enum DeliveryState {
     Dead = 3,
 }
 
+impl DeliveryState {
+    /// The state's name: `pending`, `running`, `done` or `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Running => "running",
+            DeliveryState::Done => "done",
+            DeliveryState::Dead => "dead",
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Serialized as its name ([`DeliveryState::as_str`]).
+impl serde::Serialize for DeliveryState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// What happened to a running delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Cause {

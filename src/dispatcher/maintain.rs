@@ -10,7 +10,7 @@ use super::shared::Shared;
 use crate::sql;
 
 /// Advisory lock key so that only one dispatcher prunes at a time.
-const PRUNE_LOCK_KEY: i64 = 0x7067_6275_735f_7072; // "pgbus_pr"
+pub(crate) const PRUNE_LOCK_KEY: i64 = 0x7067_6275_735f_7072; // "pgbus_pr"
 
 /// Advisory lock key so that only one dispatcher vacuums at a time.
 const VACUUM_LOCK_KEY: i64 = 0x7067_6275_735f_7663; // "pgbus_vc"

@@ -48,6 +48,11 @@ pub use shutdown::ShutdownReport;
 use config::Config;
 use shared::Shared;
 
+// Shared with the admin API (src/admin/): the presence locks it checks, and the lock that
+// keeps its replays and prunes apart from the dispatchers' pruning.
+pub(crate) use maintain::PRUNE_LOCK_KEY;
+pub(crate) use presence::NAMESPACE as PRESENCE_NAMESPACE;
+
 /// Delivers events to subscription handlers. Build one with [`Dispatcher::builder`],
 /// then [`start`](Dispatcher::start) it.
 ///
@@ -100,6 +105,8 @@ impl Dispatcher {
     pub async fn start(self) -> Result<DispatcherHandle> {
         registration::register(&self.pool, &self.subs).await?;
         let presence = presence::Presence::join(&self.pool).await?;
+        // For the admin API: which dispatchers serve which subscriptions.
+        registration::record_served(&self.pool, presence.id, &self.subs).await;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::new(
             self.pool,

@@ -22,7 +22,7 @@ use super::shared::Shared;
 use crate::sql;
 
 /// The first key of the two-key advisory locks of dispatchers' presence ("pgbs").
-const NAMESPACE: i32 = 0x7067_6273;
+pub(crate) const NAMESPACE: i32 = 0x7067_6273;
 
 /// How often a dispatcher checks its own presence and the others'.
 const TICK: Duration = Duration::from_millis(250);

@@ -21,9 +21,13 @@
 -- primary key with id = ANY(array), never joined. Joined, the planner chose from statistics,
 -- and after an ANALYZE taken while the queue was empty it switched to a hash join over a
 -- sequential scan of pgbus.events, hundreds of milliseconds per claim on a large table.
+--
+-- A paused subscription (pgbus.subscriptions.paused_at set, by the admin API) is skipped.
 WITH want AS (
     SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[], $4::float8[])
         AS w(sub, idx, n, lease)
+    WHERE NOT EXISTS (SELECT 1 FROM pgbus.subscriptions s
+                      WHERE s.name = w.sub AND s.paused_at IS NOT NULL)
 ),
 picked AS (
     SELECT c.id, c.state AS old_state, c.priority, c.run_at AS due, w.idx, w.lease

@@ -15,6 +15,9 @@ WITH got AS MATERIALIZED (
     SELECT w.idx, c.*
     FROM unnest($1::text[], $2::int4[], $3::int4[], $4::float8[]) AS w(sub, idx, n, lease)
     CROSS JOIN LATERAL pgbus.claim_log(w.sub, w.n, w.lease, $5, pg_current_snapshot()) c
+    -- A paused subscription (pgbus.subscriptions.paused_at set, by the admin API) is skipped.
+    WHERE NOT EXISTS (SELECT 1 FROM pgbus.subscriptions s
+                      WHERE s.name = w.sub AND s.paused_at IS NOT NULL)
 )
 SELECT g.id, g.idx, 1::int4 AS attempts, false AS taken_back, g.lease_id, g.event_id,
        g.priority, NULL::timestamptz AS due, g.claim_id,

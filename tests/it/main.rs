@@ -3,6 +3,12 @@
 
 mod support;
 
+mod admin_dead_letters;
+mod admin_dead_letters_guards;
+mod admin_health;
+mod admin_history;
+mod admin_replay;
+mod admin_subscriptions;
 mod asyncapi;
 mod cloudevents;
 mod cluster;

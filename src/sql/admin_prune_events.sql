@@ -1,0 +1,16 @@
+-- name: admin_prune_events
+-- Retention on demand: deletes up to $2 events older than the retention that no delivery
+-- refers to any more, as prune_events.sql does, after admin_prune_lock.sql in the same
+-- transaction. Which deliveries exist is checked here, in pgbus.deliveries and in the
+-- delivery log.
+--
+-- $1 retention  float8  seconds
+-- $2 limit      int8
+WITH old AS (
+    SELECT e.id FROM pgbus.events e
+    WHERE e.created_at < now() - $1 * interval '1 second'
+      AND NOT EXISTS (SELECT 1 FROM pgbus.deliveries d WHERE d.event_id = e.id)
+      AND NOT EXISTS (SELECT 1 FROM pgbus.delivery_log q WHERE q.event_id = e.id)
+    LIMIT $2
+)
+DELETE FROM pgbus.events e USING old WHERE e.id = old.id

@@ -1,0 +1,12 @@
+-- name: admin_replay_lock
+-- Taken first in each replay (or redelivery) transaction, before the statement that reads
+-- which deliveries exist, so that statement sees what an earlier one committed:
+-- - one replay or redelivery per subscription at a time (two would both find a delivery
+--   missing and both create it);
+-- - no event pruning meanwhile (shared with the dispatchers' pruning lock, which they only
+--   try): an event being replayed is not deleted under its new delivery.
+--
+-- $1 namespace     int4  the replay locks' namespace
+-- $2 subscription  text
+-- $3 prune_key     int8  the pruning lock
+SELECT pg_advisory_xact_lock($1, hashtext($2)), pg_advisory_xact_lock_shared($3)
