@@ -1,7 +1,7 @@
 -- pgbus schema, version 6: what the admin API needs (src/admin/).
 --
 -- Nothing here adds a write to the hot paths: publish and claim write what they wrote before,
--- and the completer's statement is unchanged.
+-- and a delivery done at its first attempt writes no history.
 
 -- Pause: claims skip a subscription whose paused_at is set (claim.sql, solo_due.sql), so
 -- across every dispatcher nothing new starts; deliveries already claimed finish. Publishing
@@ -19,6 +19,9 @@ ALTER TABLE pgbus.subscriptions ADD COLUMN paused_at timestamptz;
 --   pending or dead after, attempts unchanged (an attempt given back unstarted is uncounted,
 --   attempts - 1), and an error set. One row per such attempt, even when its message
 --   repeats the previous one.
+-- - AFTER INSERT of a row that failed already: the first attempt of a delivery from the
+--   delivery log runs under its batch's lease and arrives here with its outcome
+--   (complete_log.sql), pending or dead, attempt counted, an error set.
 -- - AFTER DELETE, only for rows with a last_error (a delivery without one has no history):
 --   the history goes with its delivery. Deliveries deleted as done at their first attempt
 --   (the common case) do not call the trigger at all.
@@ -59,6 +62,12 @@ CREATE TRIGGER deliveries_record_failure
     FOR EACH ROW
     WHEN (OLD.state = 1 AND NEW.state IN (0, 3) AND NEW.attempts = OLD.attempts
           AND NEW.last_error IS NOT NULL)
+    EXECUTE FUNCTION pgbus.record_delivery_failure();
+
+CREATE TRIGGER deliveries_record_first_failure
+    AFTER INSERT ON pgbus.deliveries
+    FOR EACH ROW
+    WHEN (NEW.state IN (0, 3) AND NEW.attempts > 0 AND NEW.last_error IS NOT NULL)
     EXECUTE FUNCTION pgbus.record_delivery_failure();
 
 CREATE TRIGGER deliveries_forget_failures

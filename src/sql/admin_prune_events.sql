@@ -10,7 +10,8 @@ WITH old AS (
     SELECT e.id FROM pgbus.events e
     WHERE e.created_at < now() - $1 * interval '1 second'
       AND NOT EXISTS (SELECT 1 FROM pgbus.deliveries d WHERE d.event_id = e.id)
-      AND NOT EXISTS (SELECT 1 FROM pgbus.delivery_log q WHERE q.event_id = e.id)
+      -- The log's rows not finished (read or not): one lane scan each, not per event.
+      AND e.id NOT IN (SELECT l.event_id FROM pgbus.log_unfinished() l)
     LIMIT $2
 )
 DELETE FROM pgbus.events e USING old WHERE e.id = old.id

@@ -22,7 +22,22 @@ pub(crate) const SUB: &str = "billing.charge";
 
 /// Publishes 3 `invoice.paid` and 2 `invoice.sent` events (subjects `invoice/0..4`).
 pub(crate) async fn publish_invoices(pool: &PgPool) {
-    let events: Vec<NewEvent> = (0..5)
+    publish_events(pool, &invoices()).await;
+}
+
+/// The events of [`publish_invoices`], their deliveries rows of `pgbus.deliveries` (due in an
+/// hour) instead of the delivery log, for tests that write a row's state themselves.
+pub(crate) async fn publish_invoice_rows(pool: &PgPool) {
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let events: Vec<NewEvent> = invoices()
+        .into_iter()
+        .map(|e| e.deliver_at(later))
+        .collect();
+    publish_events(pool, &events).await;
+}
+
+fn invoices() -> Vec<NewEvent> {
+    (0..5)
         .map(|i| {
             let t = if i < 3 {
                 "invoice.paid"
@@ -31,8 +46,7 @@ pub(crate) async fn publish_invoices(pool: &PgPool) {
             };
             NewEvent::raw(t, json!({ "invoice": i })).subject(format!("invoice/{i}"))
         })
-        .collect();
-    publish_events(pool, &events).await;
+        .collect()
 }
 
 /// A subscription to `invoice.*` whose handler fails twice with the same message, then

@@ -9,7 +9,7 @@ use pgbus::admin::{DeadLetterFilter, RetryMode, TimeRange};
 use pgbus::{Admin, DeliveryState, Error, HandlerError, NewEvent, Subscription};
 use serde_json::json;
 
-use crate::admin_dead_letters::{SUB, publish_invoices};
+use crate::admin_dead_letters::{SUB, publish_invoice_rows};
 use crate::support::database::{count, db, table_counts};
 use crate::support::deliveries::delivery_count_in;
 use crate::support::dispatcher::{dispatcher, quick_retry, start, stop};
@@ -60,7 +60,7 @@ async fn a_running_delivery_is_never_retried_or_discarded() {
     let pool = db.pool();
     let admin = Admin::new(pool.clone());
     crate::support::dispatcher::register(pool, &[(SUB, &["invoice.*"])]).await;
-    publish_invoices(pool).await;
+    publish_invoice_rows(pool).await;
     sqlx::query(
         "UPDATE pgbus.deliveries SET state = 1, lease_id = 5, run_at = now() + interval '1 h'",
     )

@@ -11,7 +11,7 @@ use crate::support::database::{count, db, empty_db, lazy_pool};
 use crate::support::deliveries::delivery_count_in;
 use crate::support::dispatcher::{dispatcher, register, start, stop};
 use crate::support::journal::Journal;
-use crate::support::publishing::publish_n;
+use crate::support::publishing::{publish_n, publish_n_as_rows};
 use crate::support::states::DONE;
 use crate::support::wait::{SOON, wait_until};
 
@@ -77,7 +77,7 @@ async fn a_gone_dispatcher_is_reported_stale_and_reaped_with_its_leases() {
     let pool = db.pool();
     let admin = Admin::new(pool.clone());
     register(pool, &[("work", &["work.*"])]).await;
-    publish_n(pool, "work.item", 1).await;
+    publish_n_as_rows(pool, "work.item", 1).await;
     // A dispatcher that registered, claimed, and was killed: its row stays, nobody holds
     // its presence lock, its lease runs for another hour.
     sqlx::query("INSERT INTO pgbus.dispatchers (id, host, pid) VALUES (4242, 'gone-host', 1)")

@@ -20,7 +20,7 @@ use crate::support::wait::{SOON, wait_until};
 /// (deliveries, distinct events) of `subscription`.
 async fn deliveries_of(pool: &PgPool, subscription: &str) -> (i64, i64) {
     sqlx::query_as(
-        "SELECT count(*), count(DISTINCT event_id) FROM pgbus.deliveries WHERE subscription = $1",
+        "SELECT count(*), count(DISTINCT event_id) FROM pgbus.all_deliveries WHERE subscription = $1",
     )
     .bind(subscription)
     .fetch_one(pool)
@@ -58,7 +58,7 @@ async fn a_backfill_runs_in_batches_and_never_duplicates_a_delivery() {
     assert_eq!(deliveries_of(pool, "audit.orders").await, (33, 33));
     let due_now = count(
         pool,
-        "SELECT count(*) FROM pgbus.deliveries
+        "SELECT count(*) FROM pgbus.all_deliveries
          WHERE subscription = 'audit.orders' AND state = 0 AND run_at <= now()",
     )
     .await;

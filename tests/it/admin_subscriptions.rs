@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::support::database::{count, db, table_counts};
 use crate::support::dispatcher::{dispatcher, register, start, stop};
 use crate::support::journal::Journal;
-use crate::support::publishing::{publish_n, publish_one};
+use crate::support::publishing::{publish_n, publish_n_as_rows, publish_one};
 use crate::support::wait::{SOON, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +122,9 @@ async fn removal_deletes_the_subscription_and_its_deliveries_except_running_ones
     let pool = db.pool();
     let admin = Admin::new(pool.clone());
     register(pool, &[("old.audit", &["audit.*"]), ("kept", &["audit.*"])]).await;
-    publish_n(pool, "audit.entry", 4).await;
+    // Four deliveries each as rows of pgbus.deliveries, two each in the delivery log.
+    publish_n_as_rows(pool, "audit.entry", 4).await;
+    publish_n(pool, "audit.entry", 2).await;
     // One delivery as a claim leaves it (running under a lease), one dead.
     sqlx::query(
         "UPDATE pgbus.deliveries SET state = 1, lease_id = 77, run_at = now() + interval '1 h'
@@ -145,7 +147,7 @@ async fn removal_deletes_the_subscription_and_its_deliveries_except_running_ones
         .expect("remove");
     assert_eq!(
         (removed.pending, removed.dead, removed.done, removed.running),
-        (2, 1, 0, 1)
+        (2 + 2, 1, 0, 1)
     );
     assert_eq!(
         count(
@@ -168,10 +170,10 @@ async fn removal_deletes_the_subscription_and_its_deliveries_except_running_ones
     assert_eq!(
         count(
             pool,
-            "SELECT count(*) FROM pgbus.deliveries WHERE subscription = 'kept'"
+            "SELECT count(*) FROM pgbus.all_deliveries WHERE subscription = 'kept'"
         )
         .await,
-        4
+        4 + 2
     );
     // Publishing no longer fans out to it.
     publish_one(pool, NewEvent::raw("audit.entry", json!({}))).await;
@@ -187,6 +189,24 @@ async fn removal_deletes_the_subscription_and_its_deliveries_except_running_ones
         admin.remove_subscription("old.audit").await,
         Err(Error::UnknownSubscription(name)) if name == "old.audit"
     ));
+    // Registered again under the same name, it starts from now: the log rows it had when it
+    // was removed are not delivered to it.
+    sqlx::query(
+        "INSERT INTO pgbus.subscriptions (name, patterns, like_patterns)
+         VALUES ('old.audit', '{audit.*}', '{audit.%}')",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM pgbus.all_deliveries WHERE subscription = 'old.audit'"
+        )
+        .await,
+        1,
+        "only the running row"
+    );
 }
 
 #[tokio::test]
