@@ -178,36 +178,6 @@ async fn publishing_fans_out_to_registered_subscriptions() -> Result<(), Box<dyn
 // README: end
 
 // README: begin
-use pgbus::Admin;
-use pgbus::admin::{DeadLetterFilter, HealthOptions, Replay, RetryMode, TimeRange};
-
-async fn operate(pool: PgPool) -> pgbus::Result<()> {
-    let admin = Admin::new(pool);
-    // Dead letters of one subscription, newest first, 50 to a page.
-    let filter = DeadLetterFilter::new().subscription("listings.follow-up");
-    let page = admin.dead_letters(&filter, 50, None).await?;
-    if let Some(dead) = page.items.first() {
-        let detail = admin.delivery(dead.id).await?; // its event and failure history
-        println!("{:?}: {:?}", detail.last_error, detail.failures);
-        admin
-            .retry_dead_letter(dead.id, RetryMode::ResetAttempts)
-            .await?;
-    }
-    // Backfill a new subscription with the last day's events, in batches.
-    let since = chrono::Utc::now() - chrono::Duration::days(1);
-    let replay = Replay::new("audit.properties").created(TimeRange::since(since));
-    println!(
-        "{} deliveries created",
-        admin.replay(&replay).await?.created
-    );
-    // For a probe: schema current, dispatchers alive, no subscription lagging.
-    let health = admin.health(&HealthOptions::default()).await;
-    println!("healthy: {} {:?}", health.healthy, health.problems);
-    Ok(())
-}
-// README: end
-
-// README: begin
 use pgbus::cloudevents::{BinaryMessage, Binding, CloudEvent};
 
 /// A relay's view: a delivered event as a CloudEvent, structured and in binary mode.
@@ -309,6 +279,36 @@ async fn receive_stripe(
         Err(e) if e.is_invalid_input() => 400, // refused: signature, replay, not JSON, ...
         Err(_) => 500, // the database failed: Stripe tries again later
     }
+}
+// README: end
+
+// README: begin
+use pgbus::Admin;
+use pgbus::admin::{DeadLetterFilter, HealthOptions, Replay, RetryMode, TimeRange};
+
+async fn operate(pool: PgPool) -> pgbus::Result<()> {
+    let admin = Admin::new(pool);
+    // Dead letters of one subscription, newest first, 50 to a page.
+    let filter = DeadLetterFilter::new().subscription("listings.follow-up");
+    let page = admin.dead_letters(&filter, 50, None).await?;
+    if let Some(dead) = page.items.first() {
+        let detail = admin.delivery(dead.id).await?; // its event and failure history
+        println!("{:?}: {:?}", detail.last_error, detail.failures);
+        admin
+            .retry_dead_letter(dead.id, RetryMode::ResetAttempts)
+            .await?;
+    }
+    // Backfill a new subscription with the last day's events, in batches.
+    let since = chrono::Utc::now() - chrono::Duration::days(1);
+    let replay = Replay::new("audit.properties").created(TimeRange::since(since));
+    println!(
+        "{} deliveries created",
+        admin.replay(&replay).await?.created
+    );
+    // For a probe: schema current, dispatchers alive, no subscription lagging.
+    let health = admin.health(&HealthOptions::default()).await;
+    println!("healthy: {} {:?}", health.healthy, health.problems);
+    Ok(())
 }
 // README: end
 
