@@ -83,13 +83,16 @@ pub async fn register(pool: &PgPool, names: &[&str]) -> Res<()> {
     Ok(())
 }
 
-/// Polls every 5 ms (from its own connection) until no delivery is pending or running.
+/// Polls every 5 ms (from its own connection) until no delivery is pending or running, in
+/// `pgbus.deliveries` or in the delivery log (`pgbus.all_deliveries`). Called once the
+/// handlers ran: what it waits for is the outcomes being written.
 pub async fn wait_no_pending(checker: &mut PgConnection, timeout: Duration) -> Res<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM pgbus.deliveries WHERE state < 2")
-            .fetch_one(&mut *checker)
-            .await?;
+        let open: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pgbus.all_deliveries WHERE state < 2")
+                .fetch_one(&mut *checker)
+                .await?;
         if open == 0 {
             return Ok(());
         }

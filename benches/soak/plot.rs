@@ -194,7 +194,7 @@ pub fn plot(report: &Value) -> Svg {
     let end = report["publish_secs"].as_f64().unwrap_or(t_max);
     let w = Windows::from_report(&report["pin"], &report["burst"], readers > 0, end);
     let mut y = 100.0;
-    for table in ["deliveries", "events"] {
+    for table in ["delivery_storage", "deliveries", "events"] {
         let mut lines = size_lines(report, &samples, table);
         if lines.is_empty() {
             continue;
@@ -210,7 +210,11 @@ pub fn plot(report: &Value) -> Svg {
         y = panel(
             &mut svg,
             y,
-            &format!("pgbus.{table}"),
+            &if table == "delivery_storage" {
+                "delivery storage: pgbus.deliveries, the log's slots, pgbus.claims".to_owned()
+            } else {
+                format!("pgbus.{table}")
+            },
             &lines,
             size,
             (&w, t_max),
@@ -221,7 +225,7 @@ pub fn plot(report: &Value) -> Svg {
     let backlog = [line("open deliveries (backlog)", open, count)];
     y = panel(&mut svg, y, "backlog", &backlog, count, (&w, t_max));
     if !dead.is_empty() {
-        let dead = [line("n_dead_tup of pgbus.deliveries", dead, count)];
+        let dead = [line("n_dead_tup of the delivery storage", dead, count)];
         y = panel(&mut svg, y, "dead tuples", &dead, count, (&w, t_max));
     }
     let lat = report["latency_series"]

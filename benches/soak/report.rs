@@ -134,15 +134,18 @@ fn print_storage(report: &Value) {
     let d = &s["dead_tuples"];
     let x = |v: &Value| v.as_f64().map_or("—".to_owned(), |r| format!("{r:.2}×"));
     let mut size = format!(
-        "\npgbus.deliveries (heap + indexes): max {}, final {}; pgbus schema final {}",
+        "\ndelivery storage (pgbus.deliveries, log slots, claims; heap + indexes): max {}, final {}; pgbus schema final {}",
         bytes(&report["reference"]["max_bytes"]),
         bytes(&s["final_bytes"]),
         bytes(&s["schema_final_bytes"]),
     );
-    let mut dead = format!("n_dead_tup of pgbus.deliveries: {} at the end", d["final"]);
+    let mut dead = format!(
+        "n_dead_tup of the delivery storage: {} at the end",
+        d["final"]
+    );
     if !s["max_held_bytes"].is_null() {
         size = format!(
-            "\npgbus.deliveries (heap + indexes): max while the horizon was held {} ({} the unpinned max), final {}; pgbus schema max while held {}, final {}",
+            "\ndelivery storage (heap + indexes): max while the horizon was held {} ({} the unpinned max), final {}; pgbus schema max while held {}, final {}",
             bytes(&s["max_held_bytes"]),
             x(&s["max_held_over_reference"]),
             bytes(&s["final_bytes"]),
@@ -150,7 +153,7 @@ fn print_storage(report: &Value) {
             bytes(&s["schema_final_bytes"]),
         );
         dead = format!(
-            "n_dead_tup of pgbus.deliveries: {} when the hold began, max {} while held, {} at the end",
+            "n_dead_tup of the delivery storage: {} when the hold began, max {} while held, {} at the end",
             d["at_pin"], d["max_held"], d["final"]
         );
     }

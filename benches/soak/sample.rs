@@ -33,10 +33,26 @@ pub struct Sample {
     pub sizes: BTreeMap<String, i64>,
 }
 
+/// The tables that hold deliveries: `pgbus.deliveries`, the delivery log's slots, the
+/// batches (`pgbus.claims`) and the log's ring; their sum is sampled as `delivery_storage`.
+pub const DELIVERY_STORAGE: [&str; 7] = [
+    "deliveries",
+    "delivery_log_0",
+    "delivery_log_1",
+    "delivery_log_2",
+    "delivery_log_3",
+    "claims",
+    "log_ring",
+];
+
 impl Sample {
-    /// `pgbus.deliveries`, heap + indexes.
+    /// The delivery storage (heap + indexes of the [`DELIVERY_STORAGE`] tables);
+    /// `pgbus.deliveries` alone for a schema without the delivery log.
     pub fn deliveries(&self) -> i64 {
-        self.sizes.get("deliveries").copied().unwrap_or(0)
+        (self.sizes.get("delivery_storage"))
+            .or_else(|| self.sizes.get("deliveries"))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn to_json(&self) -> Value {
@@ -70,14 +86,16 @@ async fn sample(
     .fetch_all(&mut *c)
     .await?;
     let (open, running): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE state = 1) FROM pgbus.deliveries WHERE state < 2",
+        "SELECT count(*), count(*) FILTER (WHERE state = 1) FROM pgbus.all_deliveries
+         WHERE state < 2",
     )
     .fetch_one(&mut *c)
     .await?;
     let dead: i64 = sqlx::query_scalar(
-        "SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables
-         WHERE schemaname = 'pgbus' AND relname = 'deliveries'",
+        "SELECT coalesce(sum(n_dead_tup), 0)::int8 FROM pg_stat_user_tables
+         WHERE schemaname = 'pgbus' AND relname = ANY ($1)",
     )
+    .bind(DELIVERY_STORAGE)
     .fetch_one(&mut *c)
     .await?;
     let (heap, indexes, schema, horizon_age): (i64, i64, i64, i64) = sqlx::query_as(
@@ -90,6 +108,12 @@ async fn sample(
     )
     .fetch_one(&mut *c)
     .await?;
+    let mut sizes: BTreeMap<String, i64> = rows
+        .into_iter()
+        .map(|(name, size)| (name.trim_start_matches("pgbus.").to_owned(), size))
+        .collect();
+    let storage = DELIVERY_STORAGE.iter().filter_map(|t| sizes.get(*t)).sum();
+    sizes.insert("delivery_storage".to_owned(), storage);
     Ok(Sample {
         t: t0.elapsed().as_secs_f64(),
         published,
@@ -102,10 +126,7 @@ async fn sample(
         schema,
         horizon_age,
         pin_held,
-        sizes: rows
-            .into_iter()
-            .map(|(name, size)| (name.trim_start_matches("pgbus.").to_owned(), size))
-            .collect(),
+        sizes,
     })
 }
 
@@ -125,7 +146,7 @@ pub fn spawn_sampler(
             let pin_held = progress.pin_held.load(Ordering::SeqCst);
             let s = sample(&mut c, t0, progress.published(), counter.count(), pin_held).await?;
             eprintln!(
-                "[{:>6.1} s] published {:>9} delivered {:>9} open {:>6} (running {:>5}) dead {:>8} horizon {:>7} xids{}  deliveries {:>7} KiB (heap {:>7}, indexes {:>7})  schema {:>8} KiB",
+                "[{:>6.1} s] published {:>9} delivered {:>9} open {:>6} (running {:>5}) dead {:>8} horizon {:>7} xids{}  delivery storage {:>7} KiB (deliveries heap {:>7}, indexes {:>7})  schema {:>8} KiB",
                 s.t,
                 s.published,
                 s.delivered,

@@ -44,7 +44,9 @@ pub fn reference(
         return json!({
             "source": path.display().to_string(),
             "p99_ms": b["latency"]["p99_ms"],
-            "max_bytes": b["relations"]["deliveries"]["max_bytes"],
+            "max_bytes": b["relations"]
+                .get("delivery_storage")
+                .unwrap_or(&b["relations"]["deliveries"])["max_bytes"],
             "caveat": (!notes.is_empty()).then(|| notes.join("; ")),
         });
     }
@@ -77,7 +79,7 @@ fn max_of(
     samples.iter().filter(|s| keep(s)).map(f).max()
 }
 
-/// `pgbus.deliveries` (heap + indexes) before, during and after the pin (or with readers),
+/// The delivery storage (heap + indexes) before, during and after the pin (or with readers),
 /// dead tuples along the way, and how long after the release it was back within 10% of the
 /// unpinned level.
 pub fn storage(samples: &[Sample], w: &Windows, reference: &Value) -> Value {

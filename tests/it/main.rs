@@ -12,6 +12,7 @@ mod admin_subscriptions;
 mod asyncapi;
 mod cloudevents;
 mod cluster;
+mod delivery_log;
 mod dispatch;
 mod inbox;
 mod lease;
