@@ -28,12 +28,20 @@ ALTER TABLE pgbus.deliveries ALTER COLUMN id SET CACHE 32;
 CREATE TABLE pgbus.delivery_log (
     slot         smallint NOT NULL,
     txid         xid8     NOT NULL DEFAULT pg_current_xact_id(),
-    id           bigint   NOT NULL DEFAULT nextval(pg_get_serial_sequence('pgbus.deliveries', 'id')),
+    id           bigint   NOT NULL,
     subscription text     NOT NULL,
     priority     smallint NOT NULL,
     event_id     uuid     NOT NULL,
     key          text
 ) PARTITION BY LIST (slot);
+-- Ids come from the sequence of pgbus.deliveries.id, named once here (a default that looked
+-- the sequence up by name would do so for every row).
+DO $$
+BEGIN
+    EXECUTE format('ALTER TABLE pgbus.delivery_log ALTER COLUMN id SET DEFAULT nextval(%L::regclass)',
+                   pg_get_serial_sequence('pgbus.deliveries', 'id'));
+END
+$$;
 -- Rows are never updated and slots are TRUNCATEd: nothing for autovacuum to do.
 CREATE TABLE pgbus.delivery_log_0 PARTITION OF pgbus.delivery_log FOR VALUES IN (0)
     WITH (fillfactor = 100, autovacuum_enabled = false, toast.autovacuum_enabled = false);
@@ -123,8 +131,19 @@ BEGIN
     IF want <= 0 OR NOT pg_try_advisory_xact_lock(hashtextextended('pgbus.claim_log:' || p_sub, 0)) THEN
         RETURN;
     END IF;
-    FOR v_lane IN SELECT l FROM pgbus.log_lanes(p_sub) l LOOP
+    LOOP
         EXIT WHEN want = 0;
+        -- The next lane: a skip scan of the log's index, one probe per lane (a statement of
+        -- this function, so its plan is cached, unlike a call of pgbus.log_lanes).
+        IF v_lane IS NULL THEN
+            v_lane := (SELECT q.priority FROM pgbus.delivery_log q WHERE q.subscription = p_sub
+                       ORDER BY q.priority LIMIT 1);
+        ELSE
+            v_lane := (SELECT q.priority FROM pgbus.delivery_log q
+                       WHERE q.subscription = p_sub AND q.priority > v_lane
+                       ORDER BY q.priority LIMIT 1);
+        END IF;
+        EXIT WHEN v_lane IS NULL;
         SELECT * INTO c FROM pgbus.claims x
         WHERE x.subscription = p_sub AND x.priority = v_lane ORDER BY x.id DESC LIMIT 1;
         IF FOUND THEN
@@ -289,6 +308,16 @@ BEGIN
     FOR s IN SELECT g::smallint FROM generate_series(0, 3) g WHERE g <> r.slot LOOP
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM pgbus.delivery_log_%s)', s) INTO busy;
         CONTINUE WHEN NOT busy;
+        -- A publisher whose transaction wrote to the slot, or a long transaction that read
+        -- it, holds its lock until it ends, however long: do not queue behind it (claims
+        -- would queue behind this meanwhile). Claims hold theirs for a statement.
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM pg_locks l
+            LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND l.relation = format('pgbus.delivery_log_%s', s)::regclass
+              AND (l.mode = 'RowExclusiveLock' OR a.xact_start < now() - interval '1 second'));
         BEGIN
             EXECUTE format('LOCK TABLE pgbus.delivery_log_%s IN ACCESS EXCLUSIVE MODE', s);
             IF NOT pgbus.log_slot_needed(s) THEN

@@ -20,6 +20,7 @@ statements! {
     CLAIM = "claim.sql";
     CLAIM_LOG = "claim_log.sql";
     COMPLETE_LOG = "complete_log.sql";
+    CLOSE_CLAIMS = "close_claims.sql";
     DETACH_CLAIMS = "detach_claims.sql";
     SWEEP_CLAIMS = "sweep_claims.sql";
     LOG_ROTATE = "log_rotate.sql";

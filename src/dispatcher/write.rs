@@ -59,7 +59,11 @@ pub(crate) struct LogWritten {
 }
 
 /// Writes outcomes of log rows under their batches' leases, closing the batches in
-/// `closing`. Every target must carry its `log` origin.
+/// `closing`. Every target must carry its `log` origin. A done row not retained needs no
+/// write: its batch's closing is its completion. So when every target is such a row, only
+/// the batches completed now are written to (closed), and those not completed yet are taken
+/// as still held: should one have been taken over, closing it fails later and its rows run
+/// again elsewhere, as they must.
 pub(crate) async fn write_log(
     shared: &Shared,
     conn: &mut PgConnection,
@@ -71,10 +75,29 @@ pub(crate) async fn write_log(
     batches.sort_unstable();
     batches.dedup();
     let leases = lease_ids(batch.iter().map(|t| t.lease));
-    // A done row not retained needs no write: its batch's closing is its completion.
     let rows: Vec<&Target> = (batch.iter().copied())
         .filter(|t| !t.transition.delete)
         .collect();
+    if rows.is_empty() {
+        let closed: Vec<i64> = if closing.is_empty() {
+            Vec::new()
+        } else {
+            let closing_leases = lease_ids(
+                (batch.iter())
+                    .filter(|t| closing.contains(&origin(t).batch))
+                    .map(|t| t.lease),
+            );
+            sqlx::query_scalar(sql::CLOSE_CLAIMS)
+                .bind(closing)
+                .bind(&closing_leases)
+                .fetch_all(conn)
+                .await?
+        };
+        let held = (batches.into_iter())
+            .filter(|b| !closing.contains(b) || closed.contains(b))
+            .collect();
+        return Ok(LogWritten { held });
+    }
     let ids: Vec<i64> = rows.iter().map(|t| t.id).collect();
     let of_batch: Vec<i64> = rows.iter().map(|t| origin(t).batch).collect();
     let event_ids: Vec<Uuid> = rows.iter().map(|t| origin(t).event_id).collect();

@@ -44,6 +44,7 @@ pub(super) async fn write(
         deliver_ats.push(e.deliver_at);
     }
     let plain = dedupes.iter().all(Option::is_none);
+    let scheduled = deliver_ats.iter().any(Option::is_some);
     let rows = sqlx::query(if plain {
         sql::PUBLISH_PLAIN
     } else {
@@ -61,6 +62,7 @@ pub(super) async fn write(
     .bind(source)
     .bind(notify)
     .bind(sql::NOTIFY_CHANNEL)
+    .bind(scheduled)
     .fetch_all(&mut *conn)
     .await?;
     if plain {

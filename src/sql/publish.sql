@@ -16,6 +16,8 @@
 -- $10 source      text
 -- $11 notify      bool           whether to NOTIFY the channel $12 (delivered at commit)
 -- $12 channel     text
+-- $13 scheduled   bool           whether any event has a deliver_at (else the statement skips
+--                                the part that writes scheduled deliveries)
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
                          $7::text[], $8::int2[], $9::timestamptz[])
@@ -37,7 +39,7 @@ fan_now AS (
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
-    WHERE i.deliver_at IS NULL OR i.deliver_at <= now()
+    WHERE NOT $13 OR i.deliver_at IS NULL OR i.deliver_at <= now()
     ORDER BY i.ord
     RETURNING event_id
 ),
@@ -47,7 +49,7 @@ fan_later AS (
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
-    WHERE i.deliver_at > now()
+    WHERE $13 AND i.deliver_at > now()
     ORDER BY i.ord
     RETURNING event_id
 ),

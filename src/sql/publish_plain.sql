@@ -26,7 +26,7 @@ fan AS (
     FROM unnest($1::uuid[], $2::text[], $4::text[], $8::int2[], $9::timestamptz[])
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
-    WHERE i.deliver_at IS NULL OR i.deliver_at <= now()
+    WHERE NOT $13 OR i.deliver_at IS NULL OR i.deliver_at <= now()
     ORDER BY i.ord
 ),
 fan_later AS (
@@ -35,7 +35,7 @@ fan_later AS (
     FROM unnest($1::uuid[], $2::text[], $4::text[], $8::int2[], $9::timestamptz[])
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
-    WHERE i.deliver_at > now()
+    WHERE $13 AND i.deliver_at > now()
     ORDER BY i.ord
 )
 SELECT m.type, count(*)::int4 FROM matched m GROUP BY m.type
