@@ -68,6 +68,7 @@ CREATE TABLE pgbus.claims (
     last_txid    xid8        NOT NULL,
     last_id      bigint      NOT NULL,
     n            integer     NOT NULL,
+    exhausted    boolean     NOT NULL DEFAULT false,  -- the window was read to its end
     lease_id     bigint      NOT NULL,
     lease_until  timestamptz NOT NULL,
     owner        integer,
@@ -125,6 +126,7 @@ DECLARE
     keys text[];
     k integer;
     want integer := p_n;
+    first integer;
     v_claim bigint;
     v_lease bigint := pg_current_xact_id()::text::bigint;
 BEGIN
@@ -152,12 +154,19 @@ BEGIN
             CONTINUE WHEN pg_snapshot_xmax(p_snap) < pg_snapshot_xmax(c.cur_snap)
                 OR EXISTS (SELECT 1 FROM pg_snapshot_xip(p_snap) x
                            WHERE pg_visible_in_snapshot(x, c.cur_snap));
-            prev := c.prev_snap; cur := c.cur_snap; lt := c.last_txid; li := c.last_id;
+            IF c.exhausted THEN
+                -- Its window was read to its end: the next one starts where it ended.
+                prev := c.cur_snap; cur := p_snap; lt := '0'; li := 0; first := 2;
+            ELSE
+                -- Go on in its window first, then (attempt 2) in the next one.
+                prev := c.prev_snap; cur := c.cur_snap; lt := c.last_txid; li := c.last_id;
+                first := 1;
+            END IF;
         ELSE
             -- A lane never read: its first window is everything committed so far.
-            prev := '1:1:'::pg_snapshot; cur := p_snap; lt := '0'; li := 0;
+            prev := '1:1:'::pg_snapshot; cur := p_snap; lt := '0'; li := 0; first := 2;
         END IF;
-        FOR attempt IN 1..2 LOOP
+        FOR attempt IN first..2 LOOP
             -- Transactions in progress at the window's start and committed at its end:
             -- read by exact txid (a row comparison here makes the scan walk the lane).
             late := ARRAY(SELECT x FROM pg_snapshot_xip(prev) x
@@ -200,9 +209,9 @@ BEGIN
         END LOOP;
         CONTINUE WHEN k = 0;
         INSERT INTO pgbus.claims AS x (subscription, priority, prev_snap, cur_snap, from_txid,
-                                       from_id, last_txid, last_id, n, lease_id, lease_until,
-                                       owner)
-        VALUES (p_sub, v_lane, prev, cur, lt, li, txs[k], ids[k], k, v_lease,
+                                       from_id, last_txid, last_id, n, exhausted, lease_id,
+                                       lease_until, owner)
+        VALUES (p_sub, v_lane, prev, cur, lt, li, txs[k], ids[k], k, k < want, v_lease,
                 now() + p_lease * interval '1 second', p_owner)
         RETURNING x.id INTO v_claim;
         RETURN QUERY SELECT v_claim, v_lease, v_lane, u.i, u.e, u.k

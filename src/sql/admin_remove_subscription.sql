@@ -22,8 +22,8 @@ log AS (
 ),
 cut AS (
     INSERT INTO pgbus.claims (subscription, priority, prev_snap, cur_snap, from_txid, from_id,
-                              last_txid, last_id, n, lease_id, lease_until, closed_at)
-    SELECT $1, l, pg_current_snapshot(), pg_current_snapshot(), '0', 0, '0', 0, 0, 0, now(),
+                              last_txid, last_id, n, exhausted, lease_id, lease_until, closed_at)
+    SELECT $1, l, pg_current_snapshot(), pg_current_snapshot(), '0', 0, '0', 0, 0, true, 0, now(),
            now()
     FROM pgbus.log_lanes($1) l
     WHERE EXISTS (SELECT 1 FROM sub)
