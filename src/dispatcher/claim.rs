@@ -83,10 +83,7 @@ pub(crate) async fn claim(
     solo: bool,
     owner: i32,
 ) -> sqlx::Result<Vec<ClaimedRow>> {
-    let names: Vec<&str> = wants.iter().map(|w| subs[w.sub].0).collect();
-    let idx: Vec<i32> = wants.iter().map(|w| w.sub as i32).collect();
-    let limits: Vec<i32> = wants.iter().map(|w| w.limit as i32).collect();
-    let leases: Vec<f64> = wants.iter().map(|w| subs[w.sub].1).collect();
+    let (names, idx, limits, leases) = want_arrays(subs, wants);
     let rows = sqlx::query_as::<_, ResultRow>(sql::CLAIM)
         .bind(&names)
         .bind(&idx)
@@ -107,10 +104,7 @@ pub(crate) async fn claim_log(
     wants: &[Want],
     owner: i32,
 ) -> sqlx::Result<Vec<ClaimedRow>> {
-    let names: Vec<&str> = wants.iter().map(|w| subs[w.sub].0).collect();
-    let idx: Vec<i32> = wants.iter().map(|w| w.sub as i32).collect();
-    let limits: Vec<i32> = wants.iter().map(|w| w.limit as i32).collect();
-    let leases: Vec<f64> = wants.iter().map(|w| subs[w.sub].1).collect();
+    let (names, idx, limits, leases) = want_arrays(subs, wants);
     let rows = sqlx::query_as::<_, ResultRow>(sql::CLAIM_LOG)
         .bind(&names)
         .bind(&idx)
@@ -120,6 +114,18 @@ pub(crate) async fn claim_log(
         .fetch_all(conn)
         .await?;
     Ok(pair(rows))
+}
+
+/// The wants as the claims' array parameters: names, positions, limits, leases (seconds).
+type WantArrays<'a> = (Vec<&'a str>, Vec<i32>, Vec<i32>, Vec<f64>);
+
+fn want_arrays<'a>(subs: &[(&'a str, f64)], wants: &[Want]) -> WantArrays<'a> {
+    (
+        wants.iter().map(|w| subs[w.sub].0).collect(),
+        wants.iter().map(|w| w.sub as i32).collect(),
+        wants.iter().map(|w| w.limit as i32).collect(),
+        wants.iter().map(|w| subs[w.sub].1).collect(),
+    )
 }
 
 /// Pairs claimed deliveries with their events, in claim order (priority, due time, id).

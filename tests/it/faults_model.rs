@@ -233,6 +233,9 @@ async fn start_model(pool: &PgPool, handler: Scripted, max_attempts: u32) -> Dis
         dispatcher(pool)
             .shutdown_timeout(Duration::from_millis(200))
             .retain_done(true)
+            // One delivery per claim: a first attempt runs under its batch's lease, and the
+            // model expires one delivery's lease at a time.
+            .batch_size(1)
             .subscribe(
                 Subscription::raw("model", ["model.*"], handler)
                     .concurrency(1)
