@@ -108,7 +108,7 @@ $f$;
 CREATE FUNCTION pgbus.claim_log(p_sub text, p_n integer, p_lease float8, p_owner integer,
                                 p_snap pg_snapshot)
 RETURNS TABLE (claim_id bigint, lease_id bigint, priority smallint, id bigint, event_id uuid,
-               key text)
+               key text, txid xid8)
 LANGUAGE plpgsql AS $f$
 DECLARE
     v_lane smallint;
@@ -214,8 +214,8 @@ BEGIN
         VALUES (p_sub, v_lane, prev, cur, lt, li, txs[k], ids[k], k, k < want, v_lease,
                 now() + p_lease * interval '1 second', p_owner)
         RETURNING x.id INTO v_claim;
-        RETURN QUERY SELECT v_claim, v_lease, v_lane, u.i, u.e, u.k
-                     FROM unnest(ids, evs, keys) AS u(i, e, k);
+        RETURN QUERY SELECT v_claim, v_lease, v_lane, u.i, u.e, u.k, u.t
+                     FROM unnest(ids, evs, keys, txs) AS u(i, e, k, t);
         want := want - k;
     END LOOP;
 END

@@ -17,7 +17,13 @@ pub(crate) struct LogOrigin {
     pub(crate) event_id: Uuid,
     pub(crate) priority: i16,
     pub(crate) key: Option<String>,
+    /// Its publishing transaction: with the id, its position in its lane.
+    pub(crate) txid: i64,
 }
+
+/// How many leading rows of a batch must have their outcome before the batch is shrunk to
+/// the rest (one more write to its `pgbus.claims` row, so that a takeover runs fewer again).
+const SHRINK_STEP: usize = 32;
 
 /// One open batch.
 #[derive(Debug)]
@@ -27,7 +33,21 @@ struct Batch {
     sub: usize,
     /// Its rows whose outcome is not written yet.
     rows: HashSet<i64>,
+    /// Its rows in the order of its lane, (id, txid).
+    order: Vec<(i64, i64)>,
+    /// How many of `order` the batch's row in `pgbus.claims` no longer covers.
+    skipped: usize,
     opened: Instant,
+}
+
+/// A batch shrunk to the rows after `(txid, id)`: every row up to it has its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shrink {
+    pub(crate) batch: i64,
+    pub(crate) txid: i64,
+    pub(crate) id: i64,
+    /// How many leading rows that is.
+    skipped: usize,
 }
 
 /// A batch to detach: its id, lease, subscription and the rows still without an outcome.
@@ -48,14 +68,19 @@ impl Batches {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a batch just claimed, before any of its rows can report.
-    pub(crate) fn open(&self, batch: i64, lease: i64, sub: usize, rows: impl Iterator<Item = i64>) {
+    /// Records a batch just claimed, before any of its rows can report: its rows as
+    /// (id, txid), in any order.
+    pub(crate) fn open(&self, batch: i64, lease: i64, sub: usize, rows: Vec<(i64, i64)>) {
+        let mut order = rows;
+        order.sort_unstable_by_key(|&(id, txid)| (txid, id));
         self.lock().insert(
             batch,
             Batch {
                 lease,
                 sub,
-                rows: rows.collect(),
+                rows: order.iter().map(|r| r.0).collect(),
+                order,
+                skipped: 0,
                 opened: Instant::now(),
             },
         );
@@ -82,10 +107,47 @@ impl Batches {
         done
     }
 
-    /// After a write: the rows of the batches still held have their outcome; the batches no
-    /// longer held, and those completed, are forgotten.
-    pub(crate) fn written(&self, rows: &[(i64, i64)], held: &[i64]) {
+    /// The open batches (not among `closing`) whose leading rows all have their outcome once
+    /// `rows` (batch, row) are written, by at least [`SHRINK_STEP`] rows more than their
+    /// `pgbus.claims` row knows: where each now starts.
+    pub(crate) fn shrinks(&self, rows: &[(i64, i64)], closing: &[i64]) -> Vec<Shrink> {
+        let mut writing: HashMap<i64, HashSet<i64>> = HashMap::new();
+        for &(batch, row) in rows {
+            writing.entry(batch).or_default().insert(row);
+        }
+        let open = self.lock();
+        let mut out: Vec<Shrink> = (writing.iter())
+            .filter(|(batch, _)| !closing.contains(batch))
+            .filter_map(|(&batch, ids)| {
+                let b = open.get(&batch)?;
+                let done = |id: &i64| !b.rows.contains(id) || ids.contains(id);
+                let skipped = b.skipped
+                    + (b.order[b.skipped..].iter())
+                        .take_while(|(id, _)| done(id))
+                        .count();
+                let &(id, txid) = b.order.get(skipped.checked_sub(1)?)?;
+                (skipped >= b.skipped + SHRINK_STEP).then_some(Shrink {
+                    batch,
+                    txid,
+                    id,
+                    skipped,
+                })
+            })
+            .collect();
+        out.sort_unstable_by_key(|s| s.batch);
+        out
+    }
+
+    /// After a write: the rows of the batches still held have their outcome, `shrunk` ones
+    /// start where they were shrunk to; the batches no longer held, and those completed, are
+    /// forgotten.
+    pub(crate) fn written(&self, rows: &[(i64, i64)], held: &[i64], shrunk: &[Shrink]) {
         let mut open = self.lock();
+        for s in shrunk {
+            if let Some(b) = open.get_mut(&s.batch) {
+                b.skipped = b.skipped.max(s.skipped);
+            }
+        }
         for &(batch, row) in rows {
             if !held.contains(&batch) {
                 open.remove(&batch);
@@ -144,19 +206,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_batch_shrinks_to_the_rows_after_its_done_prefix_in_lane_order() {
+        let batches = Batches::default();
+        // 40 rows of txid 7 and 40 of txid 3, given out of order: lane order is txid 3 first.
+        let rows: Vec<(i64, i64)> = (100..140)
+            .map(|id| (id, 7))
+            .chain((0..40).map(|id| (id, 3)))
+            .collect();
+        batches.open(1, 10, 0, rows);
+        let first: Vec<(i64, i64)> = (0..40).map(|id| (1, id)).collect();
+        assert!(
+            batches.shrinks(&first[..20], &[]).is_empty(),
+            "fewer than a step"
+        );
+        let with_gap: Vec<(i64, i64)> = first
+            .iter()
+            .copied()
+            .chain((101..140).map(|id| (1, id)))
+            .collect();
+        assert_eq!(
+            batches.shrinks(&with_gap, &[]),
+            [Shrink {
+                batch: 1,
+                txid: 3,
+                id: 39,
+                skipped: 40
+            }],
+            "row 100 has no outcome: the batch starts after (3, 39)"
+        );
+        assert!(
+            batches.shrinks(&with_gap, &[1]).is_empty(),
+            "a closing batch is not shrunk"
+        );
+        let shrunk = batches.shrinks(&with_gap, &[]);
+        batches.written(&with_gap, &[1], &shrunk);
+        assert!(batches.shrinks(&[], &[]).is_empty(), "nothing more is done");
+        assert_eq!(batches.completed_by(&[(1, 100)]), [1]);
+    }
+
+    #[test]
     fn a_batch_completes_when_its_last_rows_are_written() {
         let batches = Batches::default();
-        batches.open(1, 10, 0, [5, 6, 7].into_iter());
-        batches.open(2, 10, 0, [8].into_iter());
+        batches.open(1, 10, 0, vec![(5, 1), (6, 1), (7, 1)]);
+        batches.open(2, 10, 0, vec![(8, 1)]);
         assert_eq!(batches.completed_by(&[(1, 5), (1, 6)]), Vec::<i64>::new());
         assert_eq!(
             batches.completed_by(&[(1, 5), (1, 6), (1, 7), (2, 8)]),
             [1, 2]
         );
-        batches.written(&[(1, 5), (1, 6)], &[1]);
+        batches.written(&[(1, 5), (1, 6)], &[1], &[]);
         assert!(batches.is_open(1));
         assert_eq!(batches.completed_by(&[(1, 7)]), [1]);
-        batches.written(&[(1, 7)], &[1]);
+        batches.written(&[(1, 7)], &[1], &[]);
         assert!(!batches.is_open(1), "every row written: closed");
         assert!(batches.is_open(2));
     }
@@ -164,9 +265,9 @@ mod tests {
     #[test]
     fn a_batch_no_longer_held_is_forgotten_and_stragglers_are_listed() {
         let batches = Batches::default();
-        batches.open(1, 10, 3, [5, 6].into_iter());
-        batches.open(2, 11, 3, [9].into_iter());
-        batches.written(&[(2, 9)], &[]);
+        batches.open(1, 10, 3, vec![(5, 1), (6, 1)]);
+        batches.open(2, 11, 3, vec![(9, 1)]);
+        batches.written(&[(2, 9)], &[], &[]);
         assert!(!batches.is_open(2), "its lease was lost");
         let later = Instant::now() + Duration::from_secs(5);
         assert_eq!(

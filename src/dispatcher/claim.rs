@@ -64,6 +64,7 @@ struct ResultRow {
     priority: Option<i16>,
     due: Option<DateTime<Utc>>,
     claim_id: Option<i64>,
+    txid: Option<i64>,
     event_type: Option<String>,
     source: Option<String>,
     subject: Option<String>,
@@ -143,6 +144,7 @@ fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
                     event_id,
                     priority: r.priority.unwrap_or_default(),
                     key: None,
+                    txid: r.txid.unwrap_or_default(),
                 });
                 let event_id = event_id.filter(|_| !taken_back);
                 if let Some(e) = event_id {

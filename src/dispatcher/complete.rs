@@ -47,8 +47,9 @@ async fn write(
                 .filter_map(|t| Some((t.log.as_ref()?.batch, t.id)))
                 .collect();
             let closing = shared.batches.completed_by(&pairs);
-            let written = write_log(shared, conn, &log, &closing).await?;
-            shared.batches.written(&pairs, &written.held);
+            let shrink = shared.batches.shrinks(&pairs, &closing);
+            let written = write_log(shared, conn, &log, &closing, &shrink).await?;
+            shared.batches.written(&pairs, &written.held, &shrink);
             Ok(pairs
                 .iter()
                 .filter(|(b, _)| !written.held.contains(b))

@@ -243,17 +243,17 @@ async fn run_backlog(shared: Arc<Shared>) {
 
 /// Records the batches of claimed log rows as held, before any of their rows can report.
 fn open_batches(shared: &Shared, rows: &[ClaimedRow]) {
-    let mut batches: BTreeMap<i64, (i64, usize, Vec<i64>)> = BTreeMap::new();
+    let mut batches: BTreeMap<i64, (i64, usize, Vec<(i64, i64)>)> = BTreeMap::new();
     for row in rows {
         if let Some(log) = &row.log {
             let b = batches
                 .entry(log.batch)
                 .or_insert_with(|| (row.lease_id, row.sub, Vec::new()));
-            b.2.push(row.id);
+            b.2.push((row.id, log.txid));
         }
     }
-    for (batch, (lease, sub, ids)) in batches {
-        shared.batches.open(batch, lease, sub, ids.into_iter());
+    for (batch, (lease, sub, rows)) in batches {
+        shared.batches.open(batch, lease, sub, rows);
     }
 }
 

@@ -6,7 +6,7 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::batch::Straggling;
+use super::batch::{Shrink, Straggling};
 use super::shared::Shared;
 use super::target::{Target, lease_ids};
 use crate::sql;
@@ -59,7 +59,7 @@ pub(crate) struct LogWritten {
 }
 
 /// Writes outcomes of log rows under their batches' leases, closing the batches in
-/// `closing`. Every target must carry its `log` origin. A done row not retained needs no
+/// `closing` and shrinking those in `shrink`. Every target must carry its `log` origin. A done row not retained needs no
 /// write: its batch's closing is its completion. So when every target is such a row, only
 /// the batches completed now are written to (closed), and those not completed yet are taken
 /// as still held: should one have been taken over, closing it fails later and its rows run
@@ -69,8 +69,12 @@ pub(crate) async fn write_log(
     conn: &mut PgConnection,
     batch: &[&Target],
     closing: &[i64],
+    shrink: &[Shrink],
 ) -> sqlx::Result<LogWritten> {
     let origin = |t: &&Target| t.log.clone().expect("a log target");
+    let shrunk: Vec<i64> = shrink.iter().map(|s| s.batch).collect();
+    let from_txids: Vec<i64> = shrink.iter().map(|s| s.txid).collect();
+    let from_ids: Vec<i64> = shrink.iter().map(|s| s.id).collect();
     let mut batches: Vec<i64> = batch.iter().map(|t| origin(t).batch).collect();
     batches.sort_unstable();
     batches.dedup();
@@ -79,17 +83,15 @@ pub(crate) async fn write_log(
         .filter(|t| !t.transition.delete)
         .collect();
     if rows.is_empty() {
-        let closed: Vec<i64> = if closing.is_empty() {
+        let closed: Vec<i64> = if closing.is_empty() && shrink.is_empty() {
             Vec::new()
         } else {
-            let closing_leases = lease_ids(
-                (batch.iter())
-                    .filter(|t| closing.contains(&origin(t).batch))
-                    .map(|t| t.lease),
-            );
             sqlx::query_scalar(sql::CLOSE_CLAIMS)
                 .bind(closing)
-                .bind(&closing_leases)
+                .bind(&leases)
+                .bind(&shrunk)
+                .bind(&from_txids)
+                .bind(&from_ids)
                 .fetch_all(conn)
                 .await?
         };
@@ -130,6 +132,9 @@ pub(crate) async fn write_log(
         .bind(&keys)
         .bind(&errors)
         .bind(&solos)
+        .bind(&shrunk)
+        .bind(&from_txids)
+        .bind(&from_ids)
         .fetch_one(conn)
         .await?;
     Ok(LogWritten { held })

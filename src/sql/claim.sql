@@ -54,11 +54,11 @@ upd AS (
               p.priority, p.due
 )
 SELECT u.id, u.idx, u.attempts, u.taken_back, u.lease_id, u.event_id, u.priority, u.due,
-       NULL::int8 AS claim_id, NULL::text AS event_type, NULL::text AS source, NULL::text AS subject, NULL::text AS key,
+       NULL::int8 AS claim_id, NULL::int8 AS txid, NULL::text AS event_type, NULL::text AS source, NULL::text AS subject, NULL::text AS key,
        NULL::text AS data, NULL::text AS headers, NULL::timestamptz AS created_at
 FROM upd u
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL, NULL, NULL,
        e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at
 FROM pgbus.events e
 WHERE e.id = ANY (ARRAY(SELECT event_id FROM upd WHERE NOT taken_back))

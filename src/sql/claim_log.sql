@@ -1,7 +1,8 @@
 -- name: claim_log
 -- Takes a batch of log rows for every local subscription at once, in one round trip: one
 -- pgbus.claim_log call per want, each writing one pgbus.claims row per lane it read (the
--- batch's lease, fenced by the claim's transaction id). Log rows are always first attempts.
+-- batch's lease, fenced by the claim's transaction id). Log rows are always first attempts;
+-- each comes with its position in its lane (txid, id), in the order the batch is read.
 -- The events come back as separate rows, as in claim.sql, fetched by primary key. Windows end
 -- at this statement's snapshot (passed to the function), so every claimed row's event is
 -- visible here, although the function's own statements see later commits than this one.
@@ -20,12 +21,12 @@ WITH got AS MATERIALIZED (
                       WHERE s.name = w.sub AND s.paused_at IS NOT NULL)
 )
 SELECT g.id, g.idx, 1::int4 AS attempts, false AS taken_back, g.lease_id, g.event_id,
-       g.priority, NULL::timestamptz AS due, g.claim_id,
+       g.priority, NULL::timestamptz AS due, g.claim_id, g.txid::text::int8 AS txid,
        NULL::text AS event_type, NULL::text AS source, NULL::text AS subject, NULL::text AS key,
        NULL::text AS data, NULL::text AS headers, NULL::timestamptz AS created_at
 FROM got g
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL, NULL, NULL,
        e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at
 FROM pgbus.events e
 WHERE e.id = ANY (ARRAY(SELECT event_id FROM got))

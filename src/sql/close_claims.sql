@@ -5,8 +5,24 @@
 -- the batches closed (the others were no longer held: their lease had passed to another
 -- dispatcher).
 --
--- $1 batches  int8[]
--- $2 leases   int8[]  their distinct lease ids
-UPDATE pgbus.claims c SET closed_at = now()
-WHERE c.id = ANY ($1::int8[]) AND c.lease_id = ANY ($2::int8[]) AND c.closed_at IS NULL
-RETURNING c.id
+-- Open batches whose first rows are all done start after them ($3..$5, as in
+-- complete_log.sql), so that a takeover runs only the rest again.
+--
+-- $1 batches     int8[]
+-- $2 leases      int8[]  the distinct lease ids of $1 and $3
+-- $3 advanced    int8[]
+-- $4 from_txids  int8[]
+-- $5 from_ids    int8[]
+WITH closed AS (
+    UPDATE pgbus.claims c SET closed_at = now()
+    WHERE c.id = ANY ($1::int8[]) AND c.lease_id = ANY ($2::int8[]) AND c.closed_at IS NULL
+    RETURNING c.id
+),
+shrunk AS (
+    UPDATE pgbus.claims c
+    SET from_txid = (($4::int8[])[array_position($3::int8[], c.id)])::text::xid8,
+        from_id = ($5::int8[])[array_position($3::int8[], c.id)]
+    WHERE c.id = ANY ($3::int8[]) AND c.lease_id = ANY ($2::int8[]) AND c.closed_at IS NULL
+    RETURNING c.id
+)
+SELECT id FROM closed

@@ -4,7 +4,7 @@
 -- sweep, which closes expired batches). A row done and not retained needs no write; every
 -- other outcome (a retry, a dead letter, a retained done row, a release) becomes a row of
 -- pgbus.deliveries under the log row's id. Batches whose rows all have their outcome now are
--- closed. Returns the batches that were still held (the others' outcomes were dropped: their
+-- closed; open ones whose first rows all have theirs now start after them. Returns the batches that were still held (the others' outcomes were dropped: their
 -- lease had passed to another dispatcher).
 --
 -- $1 batches     int8[]    the batches written to
@@ -21,6 +21,10 @@
 -- $12 keys       text[]
 -- $13 errors     text[]
 -- $14 solos      bool[]
+-- $15 advanced   int8[]    open batches whose first rows all have their outcome now: the batch
+--                          shrinks to the rest, so that a takeover runs only those again
+-- $16 from_txids int8[]    the new start of each, by its position in $15 (exclusive)
+-- $17 from_ids   int8[]
 WITH fence AS (
     SELECT c.id FROM pgbus.claims c
     WHERE c.id = ANY ($1::int8[]) AND c.lease_id = ANY ($2::int8[]) AND c.closed_at IS NULL
@@ -29,6 +33,14 @@ WITH fence AS (
 closed AS (
     UPDATE pgbus.claims c SET closed_at = now()
     WHERE c.id = ANY ($3::int8[]) AND c.id IN (SELECT id FROM fence)
+    RETURNING c.id
+),
+shrunk AS (
+    UPDATE pgbus.claims c
+    SET from_txid = (($16::int8[])[array_position($15::int8[], c.id)])::text::xid8,
+        from_id = ($17::int8[])[array_position($15::int8[], c.id)]
+    WHERE c.id = ANY ($15::int8[]) AND c.id IN (SELECT id FROM fence)
+      AND NOT c.id = ANY ($3::int8[])
     RETURNING c.id
 ),
 side AS (
