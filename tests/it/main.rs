@@ -22,6 +22,8 @@ mod publish;
 mod registration;
 mod retry;
 mod shutdown;
+mod sql_publish;
+mod sql_validation;
 mod validation;
 mod versions;
 mod wake;
