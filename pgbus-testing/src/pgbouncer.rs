@@ -87,7 +87,9 @@ impl PgBouncer {
         if let Some((uid, gid)) = run_as {
             cmd.uid(uid).gid(gid);
         }
-        let child = cmd.spawn().map_err(TestingError::io("starting pgbouncer"))?;
+        let child = cmd
+            .spawn()
+            .map_err(TestingError::io("starting pgbouncer"))?;
         let mut bouncer = PgBouncer { dir, port, child };
         bouncer.wait_ready().await?;
         tracing::debug!(port, "test PgBouncer started");

@@ -205,14 +205,14 @@ impl DispatcherBuilder {
         if c.complete_batch == 0 {
             return Err(Error::config("complete_batch", "must be at least 1"));
         }
-        if let Some(session) = &c.session_pool {
-            if super::pooler::same_endpoint(session, &self.pool) {
-                return Err(Error::config(
-                    "session_pool",
-                    "connects where the pool does; it must keep its session (connect straight \
-                     to PostgreSQL)",
-                ));
-            }
+        if let Some(session) = &c.session_pool
+            && super::pooler::same_endpoint(session, &self.pool)
+        {
+            return Err(Error::config(
+                "session_pool",
+                "connects where the pool does; it must keep its session (connect straight to \
+                 PostgreSQL)",
+            ));
         }
         let mut config = self.config;
         if config.transaction_pooler && config.session_pool.is_none() {

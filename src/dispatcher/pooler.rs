@@ -38,7 +38,9 @@ fn endpoint(pool: &PgPool) -> Endpoint {
 /// Records that `pool` connects through a transaction-mode pooler.
 pub(crate) fn mark(pool: &PgPool) {
     let mut poolers = POOLERS.lock().unwrap_or_else(PoisonError::into_inner);
-    poolers.get_or_insert_with(HashSet::new).insert(endpoint(pool));
+    poolers
+        .get_or_insert_with(HashSet::new)
+        .insert(endpoint(pool));
 }
 
 /// Whether `pool` connects through an endpoint marked as a transaction-mode pooler.

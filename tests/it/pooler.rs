@@ -52,10 +52,16 @@ async fn publish_concurrently(pool: &PgPool, event_type: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_and_publish_through_pgbouncer() {
     let db = empty_db().await;
-    let Some(bouncer) = bouncer(&db).await else { return };
+    let Some(bouncer) = bouncer(&db).await else {
+        return;
+    };
     let pool = pooled(&bouncer, &db);
-    pgbus::migrate(&pool).await.expect("migrate through the pooler");
-    pgbus::migrate(&pool).await.expect("migrate again through the pooler");
+    pgbus::migrate(&pool)
+        .await
+        .expect("migrate through the pooler");
+    pgbus::migrate(&pool)
+        .await
+        .expect("migrate again through the pooler");
     publish_concurrently(&pool, "pooled.event", 100).await;
     // From SQL through the pooler: one unnamed statement in a transaction.
     let mut tx = pool.begin().await.expect("begin");
@@ -65,14 +71,19 @@ async fn migrate_and_publish_through_pgbouncer() {
         .await
         .expect("SQL publish through the pooler");
     tx.commit().await.expect("commit");
-    assert_eq!(count(db.pool(), "SELECT count(*) FROM pgbus.events").await, 101);
+    assert_eq!(
+        count(db.pool(), "SELECT count(*) FROM pgbus.events").await,
+        101
+    );
 }
 
 /// A dispatcher through the pooler with three subscriptions: one that succeeds, one that
 /// fails its first attempt, one that gives up at once.
 async fn dispatch_retry_dead_shutdown(session: bool) {
     let db = db().await;
-    let Some(bouncer) = bouncer(&db).await else { return };
+    let Some(bouncer) = bouncer(&db).await else {
+        return;
+    };
     let pool = pooled(&bouncer, &db);
     let (ok, flaky, poison) = (Journal::new(), Journal::new(), Journal::new());
     let failures = Arc::new(AtomicU32::new(0));
@@ -107,7 +118,11 @@ async fn dispatch_retry_dead_shutdown(session: bool) {
     }
     let handle = start(builder).await;
     let presence = count(db.pool(), "SELECT count(*) FROM pgbus.dispatchers").await;
-    assert_eq!(presence, i64::from(session), "presence only with a session pool");
+    assert_eq!(
+        presence,
+        i64::from(session),
+        "presence only with a session pool"
+    );
     publish_concurrently(&pool, "job.created", 40).await;
     publish_concurrently(&pool, "job.poison", 2).await;
     wait_until("every delivery handled", SOON, || async {
@@ -123,11 +138,18 @@ async fn dispatch_retry_dead_shutdown(session: bool) {
     assert!(report.finished_in_time, "{report:?}");
     assert_eq!(delivery_count_in(db.pool(), &[RUNNING]).await, 0);
     assert_eq!(
-        count(db.pool(), "SELECT count(*) FROM pgbus.all_deliveries WHERE state <> 3").await,
+        count(
+            db.pool(),
+            "SELECT count(*) FROM pgbus.all_deliveries WHERE state <> 3"
+        )
+        .await,
         0,
         "only the dead letters are left"
     );
-    assert_eq!(count(db.pool(), "SELECT count(*) FROM pgbus.dispatchers").await, 0);
+    assert_eq!(
+        count(db.pool(), "SELECT count(*) FROM pgbus.dispatchers").await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,11 +171,29 @@ async fn listen_without_a_session_pool_is_refused_behind_a_pooler() {
         .subscribe(Subscription::raw("s", ["*"], Journal::new().handler()))
         .build()
         .expect_err("LISTEN through a transaction pooler");
-    assert!(matches!(err, pgbus::Error::Config { field: "listen", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            pgbus::Error::Config {
+                field: "listen",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let err = dispatcher(db.pool())
         .session_pool(db.pool().clone())
         .subscribe(Subscription::raw("s", ["*"], Journal::new().handler()))
         .build()
         .expect_err("a session pool to the same endpoint");
-    assert!(matches!(err, pgbus::Error::Config { field: "session_pool", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            pgbus::Error::Config {
+                field: "session_pool",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

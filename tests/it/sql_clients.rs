@@ -27,7 +27,10 @@ async fn property_table(pool: &PgPool) {
 }
 
 fn by_type<'a>(calls: &'a [Call], t: &str) -> &'a Call {
-    calls.iter().find(|c| c.event_type == t).unwrap_or_else(|| panic!("no {t} in {calls:#?}"))
+    calls
+        .iter()
+        .find(|c| c.event_type == t)
+        .unwrap_or_else(|| panic!("no {t} in {calls:#?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,26 +67,40 @@ async fn psql_publishes_through_the_trigger_and_the_function() {
     wait_until("four events handled", SOON, || async { journal.len() == 4 }).await;
     let calls = journal.calls();
     let created = by_type(&calls, "property.created");
-    assert_eq!(created.data, json!({"new": {"id": 42, "title": "Sunny flat"}, "old": null}));
+    assert_eq!(
+        created.data,
+        json!({"new": {"id": 42, "title": "Sunny flat"}, "old": null})
+    );
     assert_eq!(created.subject.as_deref(), Some("property/42"));
     assert_eq!(created.key.as_deref(), Some("property/42"));
     assert_eq!(created.source, "public.property");
-    assert_eq!(created.headers.get("table").map(String::as_str), Some("public.property"));
+    assert_eq!(
+        created.headers.get("table").map(String::as_str),
+        Some("public.property")
+    );
     let updated = by_type(&calls, "property.updated");
     assert_eq!(updated.data["old"]["title"], "Sunny flat");
     assert_eq!(updated.data["new"]["title"], "Sunny flat, terrace");
     let deleted = by_type(&calls, "property.deleted");
-    assert_eq!(deleted.data, json!({"new": null, "old": {"id": 42, "title": "Sunny flat, terrace"}}));
+    assert_eq!(
+        deleted.data,
+        json!({"new": null, "old": {"id": 42, "title": "Sunny flat, terrace"}})
+    );
     let priced = by_type(&calls, "listing.priced");
     assert_eq!(priced.source, "psql");
     assert_eq!(priced.data, json!({"property_id": 42, "price_eur": 900}));
-    assert_eq!(priced.headers.get("pgbus-version").map(String::as_str), Some("2"));
+    assert_eq!(
+        priced.headers.get("pgbus-version").map(String::as_str),
+        Some("2")
+    );
     stop(pool, handle).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg_publishes_through_the_trigger_and_the_function() {
-    let Some(python) = python_psycopg() else { return };
+    let Some(python) = python_psycopg() else {
+        return;
+    };
     let db = db().await;
     let pool = db.pool();
     property_table(pool).await;
@@ -100,12 +117,21 @@ async fn psycopg_publishes_through_the_trigger_and_the_function() {
     wait_until("two events handled", SOON, || async { journal.len() == 2 }).await;
     let calls = journal.calls();
     let priced = by_type(&calls, "listing.priced");
-    assert_eq!(priced.event_id.to_string(), out["id"].as_str().expect("an id"));
+    assert_eq!(
+        priced.event_id.to_string(),
+        out["id"].as_str().expect("an id")
+    );
     assert_eq!(priced.source, "python-service");
     assert_eq!(priced.subject.as_deref(), Some("property/7"));
-    assert_eq!(priced.headers.get("correlation_id").map(String::as_str), Some("py-1"));
+    assert_eq!(
+        priced.headers.get("correlation_id").map(String::as_str),
+        Some("py-1")
+    );
     assert_eq!(priced.data, json!({"property_id": 7, "price_eur": 1200}));
     let created = by_type(&calls, "property.created");
-    assert_eq!(created.data["new"], json!({"id": 7, "title": "From Python"}));
+    assert_eq!(
+        created.data["new"],
+        json!({"id": 7, "title": "From Python"})
+    );
     stop(pool, handle).await;
 }

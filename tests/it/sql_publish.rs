@@ -34,7 +34,12 @@ fn inputs() -> Vec<Input> {
     later.priority = 5;
     let mut deduped = Input::new("property.created", json!({"id": 43}));
     deduped.dedupe_key = Some("property-43".into());
-    vec![full, later, deduped, Input::new("nobody.listens", json!(null))]
+    vec![
+        full,
+        later,
+        deduped,
+        Input::new("nobody.listens", json!(null)),
+    ]
 }
 
 /// Everything written, without what differs between two publishes of the same input (ids,
@@ -83,12 +88,27 @@ async fn sql_and_rust_publishing_write_identical_rows() {
     let mut rust_conn = rust_db.pool().acquire().await.expect("conn");
     let mut sql_conn = sql_db.pool().acquire().await.expect("conn");
     for input in inputs() {
-        let a = input.publish_rust(&mut rust_conn, &publisher).await.expect("Rust publish");
-        let b = input.publish_sql(&mut sql_conn, SOURCE).await.expect("SQL publish");
+        let a = input
+            .publish_rust(&mut rust_conn, &publisher)
+            .await
+            .expect("Rust publish");
+        let b = input
+            .publish_sql(&mut sql_conn, SOURCE)
+            .await
+            .expect("SQL publish");
         // A duplicate returns the original's id on both paths.
         if input.dedupe_key.is_some() {
-            assert_eq!(input.publish_rust(&mut rust_conn, &publisher).await.expect("dup"), a);
-            assert_eq!(input.publish_sql(&mut sql_conn, SOURCE).await.expect("dup"), b);
+            assert_eq!(
+                input
+                    .publish_rust(&mut rust_conn, &publisher)
+                    .await
+                    .expect("dup"),
+                a
+            );
+            assert_eq!(
+                input.publish_sql(&mut sql_conn, SOURCE).await.expect("dup"),
+                b
+            );
         }
     }
     let (rust, sql) = (written(rust_db.pool()).await, written(sql_db.pool()).await);
@@ -101,11 +121,10 @@ async fn sql_and_rust_publishing_write_identical_rows() {
 async fn sql_ids_are_time_ordered_uuid_v7() {
     let db = db().await;
     let before = Utc::now().timestamp_millis();
-    let ids: Vec<Uuid> =
-        sqlx::query_scalar("SELECT pgbus.uuid_v7() FROM generate_series(1, 2000)")
-            .fetch_all(db.pool())
-            .await
-            .expect("ids");
+    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT pgbus.uuid_v7() FROM generate_series(1, 2000)")
+        .fetch_all(db.pool())
+        .await
+        .expect("ids");
     let after = Utc::now().timestamp_millis();
     let mut previous = 0u128;
     for id in &ids {
@@ -113,7 +132,10 @@ async fn sql_ids_are_time_ordered_uuid_v7() {
         assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
         let bits = id.as_u128();
         let ms = (bits >> 80) as i64;
-        assert!((before - 5..=after + 5).contains(&ms), "{id}: {ms} not in {before}..{after}");
+        assert!(
+            (before - 5..=after + 5).contains(&ms),
+            "{id}: {ms} not in {before}..{after}"
+        );
         // Milliseconds and the 12 bits of sub-millisecond time never go back in a session.
         let time = (bits >> 80) << 12 | (bits >> 64) & 0xfff;
         assert!(time >= previous, "{id} goes back in time");
@@ -128,16 +150,21 @@ async fn events_published_from_sql_reach_rust_handlers_with_their_envelope() {
     let db = db().await;
     let pool = db.pool();
     let journal = Journal::new();
-    let handle = start(
-        dispatcher(pool).subscribe(Subscription::raw("listings", ["property.*"], journal.handler())),
-    )
+    let handle = start(dispatcher(pool).subscribe(Subscription::raw(
+        "listings",
+        ["property.*"],
+        journal.handler(),
+    )))
     .await;
     let mut input = inputs().remove(0);
     input.priority = 0;
     let mut tx = pool.begin().await.expect("begin");
     let id = input.publish_sql(&mut tx, SOURCE).await.expect("publish");
     tx.commit().await.expect("commit");
-    wait_until("the SQL event to be handled", SOON, || async { journal.len() == 1 }).await;
+    wait_until("the SQL event to be handled", SOON, || async {
+        journal.len() == 1
+    })
+    .await;
     let call = &journal.calls()[0];
     assert_eq!(call.event_id, id);
     assert_eq!(call.event_type, "property.created");

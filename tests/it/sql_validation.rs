@@ -57,7 +57,11 @@ async fn both_refuse(conn: &mut PgConnection, publisher: &Publisher, input: &Inp
         .expect_err(&format!("SQL accepted {input:?}"));
     tx.rollback().await.expect("rollback");
     let db = sql.as_database_error().expect("a database error");
-    assert_eq!(db.code().as_deref(), Some(sqlstate_of(&rust)), "{input:?}: {sql}");
+    assert_eq!(
+        db.code().as_deref(),
+        Some(sqlstate_of(&rust)),
+        "{input:?}: {sql}"
+    );
     assert_eq!(db.message(), rust.to_string(), "{input:?}");
 }
 
@@ -85,8 +89,17 @@ async fn sql_and_rust_refuse_and_accept_the_same_inputs() {
 
     let long_type = "a".repeat(201);
     for t in [
-        "", &long_type, "property created", "property.*", "*", ".property", "property.",
-        "property..created", "a b..c", "é", "a%",
+        "",
+        &long_type,
+        "property created",
+        "property.*",
+        "*",
+        ".property",
+        "property.",
+        "property..created",
+        "a b..c",
+        "é",
+        "a%",
     ] {
         both_refuse(&mut conn, &publisher, &with_type(t)).await;
     }
@@ -133,7 +146,11 @@ async fn sql_and_rust_refuse_and_accept_the_same_inputs() {
         both_accept(&mut conn, &publisher, &with_header(name, value)).await;
     }
     both_accept(&mut conn, &publisher, &Input::new("ok.event", nested(64))).await;
-    assert_eq!(table_counts(pool).await, before, "a rolled-back check wrote rows");
+    assert_eq!(
+        table_counts(pool).await,
+        before,
+        "a rolled-back check wrote rows"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,12 +168,37 @@ async fn the_payload_limit_counts_compact_json_on_both_paths() {
         .await
         .expect("set the limit");
     // Compact: {"ab":[1,2]} is 12 bytes, {"a":[1,2]} 11, {"a": "é"} 10 (é is two bytes).
-    both_refuse(&mut conn, &publisher, &Input::new("ok.event", json!({"ab": [1, 2]}))).await;
-    both_refuse(&mut conn, &publisher, &Input::new("ok.event", json!({"a": [1, 2], "b": {}}))).await;
-    both_accept(&mut conn, &publisher, &Input::new("ok.event", json!({"a": [1, 2]}))).await;
-    both_accept(&mut conn, &publisher, &Input::new("ok.event", json!({"a": "é"}))).await;
+    both_refuse(
+        &mut conn,
+        &publisher,
+        &Input::new("ok.event", json!({"ab": [1, 2]})),
+    )
+    .await;
+    both_refuse(
+        &mut conn,
+        &publisher,
+        &Input::new("ok.event", json!({"a": [1, 2], "b": {}})),
+    )
+    .await;
+    both_accept(
+        &mut conn,
+        &publisher,
+        &Input::new("ok.event", json!({"a": [1, 2]})),
+    )
+    .await;
+    both_accept(
+        &mut conn,
+        &publisher,
+        &Input::new("ok.event", json!({"a": "é"})),
+    )
+    .await;
     // Escapes count as serde_json writes them: "a\n\"b\u0001" is 14 bytes.
-    both_refuse(&mut conn, &publisher, &Input::new("ok.event", json!("a\n\"b\u{1}"))).await;
+    both_refuse(
+        &mut conn,
+        &publisher,
+        &Input::new("ok.event", json!("a\n\"b\u{1}")),
+    )
+    .await;
     sqlx::query("RESET pgbus.max_payload_bytes")
         .execute(&mut *conn)
         .await
@@ -176,10 +218,19 @@ async fn a_nul_character_is_refused_on_both_paths() {
     let in_data = Input::new("ok.event", json!({"a": "x\u{0}"}));
     let in_header = with_header("h", "a\0");
     for input in [in_subject, in_data, in_header] {
-        let rust = input.publish_rust(&mut conn, &publisher).await.expect_err("Rust accepted a NUL");
+        let rust = input
+            .publish_rust(&mut conn, &publisher)
+            .await
+            .expect_err("Rust accepted a NUL");
         assert!(rust.is_invalid_input(), "{rust:?}");
-        let sql = input.publish_sql(&mut conn, SOURCE).await.expect_err("SQL accepted a NUL");
-        let code = sql.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned());
+        let sql = input
+            .publish_sql(&mut conn, SOURCE)
+            .await
+            .expect_err("SQL accepted a NUL");
+        let code = sql
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
         assert!(
             matches!(code.as_deref(), Some("22021" | "22P05" | "54000")),
             "{input:?}: {sql}"

@@ -10,7 +10,9 @@ use sqlx::postgres::PgPoolOptions;
 /// A PgBouncer in front of the cluster of `db`; `None` (after one line, or a failure under
 /// `CI=true`) when PgBouncer is not installed.
 pub async fn bouncer(db: &TestDatabase) -> Option<PgBouncer> {
-    let cluster = db.cluster().expect("the pooler tests run on the local cluster");
+    let cluster = db
+        .cluster()
+        .expect("the pooler tests run on the local cluster");
     match PgBouncer::start(cluster).await {
         Ok(b) => Some(b),
         Err(TestingError::PgBouncerNotFound) => {

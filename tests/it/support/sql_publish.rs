@@ -32,7 +32,8 @@ impl Input {
     }
 
     pub fn new_event(&self) -> NewEvent {
-        let mut e = NewEvent::raw(self.event_type.clone(), self.data.clone()).priority(self.priority);
+        let mut e =
+            NewEvent::raw(self.event_type.clone(), self.data.clone()).priority(self.priority);
         if let Some(s) = &self.subject {
             e = e.subject(s.clone());
         }
