@@ -283,6 +283,46 @@ async fn receive_stripe(
 // README: end
 
 // README: begin
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+async fn behind_pgbouncer() -> Result<(), Box<dyn std::error::Error>> {
+    // Through the pooler: the application's transactions, publishing, the dispatcher.
+    let pooled = PgPoolOptions::new()
+        .max_connections(20)
+        .connect(&std::env::var("DATABASE_URL")?) // e.g. postgres://app@pgbouncer:6432/app
+        .await?;
+    pgbus::migrate(&pooled).await?; // one transaction, unnamed statements: works through it
+    let publisher = pgbus::Publisher::builder()
+        .source("property-service")
+        .transaction_pooler(true)
+        .build()?;
+    // Optional, straight to PostgreSQL: LISTEN and the presence lock (two connections).
+    let direct: PgConnectOptions = std::env::var("DIRECT_DATABASE_URL")?.parse()?;
+    let session = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with(direct);
+    let dispatcher = pgbus::Dispatcher::builder(pooled.clone())
+        .transaction_pooler(true)
+        .session_pool(session) // leave it out to poll, without presence
+        .subscribe(pgbus::Subscription::raw("audit", ["*"], Audit))
+        .build()?
+        .start()
+        .await?;
+
+    let mut tx = pooled.begin().await?; // publish inside a transaction
+    publisher
+        .publish(
+            &mut tx,
+            pgbus::NewEvent::raw("property.viewed", serde_json::json!({"id": 7})),
+        )
+        .await?;
+    tx.commit().await?;
+    dispatcher.shutdown().await?;
+    Ok(())
+}
+// README: end
+
+// README: begin
 use pgbus::Admin;
 use pgbus::admin::{DeadLetterFilter, HealthOptions, Replay, RetryMode, TimeRange};
 

@@ -43,6 +43,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "0006_admin.sql",
         sql: include_str!("../migrations/0006_admin.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_sql_publish.sql",
+        sql: include_str!("../migrations/0007_sql_publish.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "0008_row_change_trigger.sql",
+        sql: include_str!("../migrations/0008_row_change_trigger.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).
@@ -59,18 +69,25 @@ const MIGRATE_LOCK_KEY: i64 = 0x7067_6275_735f_6d67; // "pgbus_mg"
 /// advisory lock serialises migrators and applied versions are recorded in
 /// `pgbus.schema_migrations`, apart from the host application's own migrations table.
 ///
+/// Works through a transaction-mode connection pooler (PgBouncer, Supavisor): everything
+/// runs in one transaction, and its statements are unnamed (no prepared statement outlives
+/// the transaction).
+///
 /// # Errors
 ///
 /// [`Error::Migrate`] if a migration fails (nothing of it is kept), [`Error::SchemaTooNew`]
 /// if the database was migrated by a newer pgbus.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     let mut tx = pool.begin().await?;
+    // Unnamed statements: a named one would stay on a pooler's server connection.
     sqlx::query(sql::MIGRATE_LOCK)
+        .persistent(false)
         .bind(MIGRATE_LOCK_KEY)
         .execute(&mut *tx)
         .await?;
     sqlx::Executor::execute(&mut *tx, sql::MIGRATE_BOOKKEEPING).await?;
     let applied: i64 = sqlx::query_scalar(sql::MIGRATE_APPLIED)
+        .persistent(false)
         .fetch_one(&mut *tx)
         .await?;
     let known = known_version();
@@ -91,6 +108,7 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
                 source,
             })?;
         sqlx::query(sql::MIGRATE_RECORD)
+            .persistent(false)
             .bind(m.version)
             .bind(m.name)
             .execute(&mut *tx)

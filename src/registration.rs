@@ -1,16 +1,16 @@
 //! Registering a dispatcher's subscriptions: created when new, their patterns replaced when
 //! they differ (the dispatcher started last wins), every change logged.
 
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
-use crate::error::Result;
+use crate::dispatcher::KeptConnection;
 use crate::sql;
 use crate::subscription::Subscription;
 use crate::validate;
 
 /// Creates or updates the subscriptions' rows. Events published from now on fan out to
 /// them; earlier events are not delivered to a new subscription.
-pub(crate) async fn register(pool: &PgPool, subs: &[Subscription]) -> Result<()> {
+pub(crate) async fn register(conn: &mut PgConnection, subs: &[Subscription]) -> sqlx::Result<()> {
     let mut names = Vec::with_capacity(subs.len());
     let mut patterns = Vec::with_capacity(subs.len());
     let mut likes = Vec::with_capacity(subs.len());
@@ -30,7 +30,7 @@ pub(crate) async fn register(pool: &PgPool, subs: &[Subscription]) -> Result<()>
         .bind(&names)
         .bind(&patterns)
         .bind(&likes)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
     for (name, previous) in changed {
         let Some(sub) = subs.iter().find(|s| s.name == name) else {
@@ -57,12 +57,17 @@ pub(crate) async fn register(pool: &PgPool, subs: &[Subscription]) -> Result<()>
 
 /// Records that dispatcher `id` serves `subs` (read by the admin API: which dispatchers
 /// serve a subscription). Best effort: a failure is logged, never fatal to the dispatcher.
-pub(crate) async fn record_served(pool: &PgPool, id: i32, subs: &[Subscription]) {
+pub(crate) async fn record_served(conn: &mut KeptConnection, id: i32, subs: &[Subscription]) {
     let names: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
-    let recorded = sqlx::query(sql::REGISTER_SERVED)
-        .bind(id)
-        .bind(&names)
-        .execute(pool)
+    let names = &names;
+    let recorded = conn
+        .run(async |c| {
+            sqlx::query(sql::REGISTER_SERVED)
+                .bind(id)
+                .bind(names)
+                .execute(c)
+                .await
+        })
         .await;
     if let Err(e) = recorded {
         tracing::warn!(error = %e, "pgbus: could not record the subscriptions this dispatcher serves");

@@ -39,6 +39,8 @@ statements! {
     MIGRATE_APPLIED = "migrate_applied.sql";
     MIGRATE_RECORD = "migrate_record.sql";
     SESSION_SETUP = "session_setup.sql";
+    POOLED_SETUP = "pooled_setup.sql";
+    DISPATCHER_ID = "dispatcher_id.sql";
     PRESENCE_JOIN = "presence_join.sql";
     PRESENCE_LOCK = "presence_lock.sql";
     PRESENCE_LEAVE = "presence_leave.sql";

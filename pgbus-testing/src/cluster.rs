@@ -129,6 +129,12 @@ impl Cluster {
         }
     }
 
+    /// The path of a PostgreSQL program next to the server's (e.g. `psql`), which may not be
+    /// installed.
+    pub fn tool_path(&self, tool: &str) -> PathBuf {
+        self.bin.path(tool)
+    }
+
     /// The TCP port the server listens on (on 127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port

@@ -110,6 +110,19 @@ pub enum TestingError {
         port: u16,
     },
 
+    /// No `pgbouncer` binary was found (on the `PATH`, `/usr/sbin`, `/usr/local/sbin`).
+    #[error("pgbouncer not found; install it (e.g. `apt-get install pgbouncer`)")]
+    PgBouncerNotFound,
+
+    /// PgBouncer exited or did not accept connections in time.
+    #[error("PgBouncer on port {port} did not start; log tail:\n{log_tail}")]
+    PgBouncerNotReady {
+        /// The port it was started on.
+        port: u16,
+        /// The end of its log file.
+        log_tail: String,
+    },
+
     /// A statement or connection to the test server failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

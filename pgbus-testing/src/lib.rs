@@ -69,6 +69,9 @@
 //! # }
 //! ```
 //!
+//! **Behind a connection pooler** (Unix). [`PgBouncer`] starts a PgBouncer in transaction
+//! mode in front of a cluster.
+//!
 //! Nothing is left behind when the process ends, however it ends: every cluster has a
 //! guardian process (`sh`) that stops the server (`pg_ctl stop -m immediate`) and deletes
 //! its temporary directory once the test process is gone, normally, by panic or by
@@ -106,6 +109,8 @@ mod options;
 #[cfg(unix)]
 mod os_user;
 #[cfg(unix)]
+mod pgbouncer;
+#[cfg(unix)]
 mod postmaster;
 #[cfg(unix)]
 mod shared;
@@ -123,6 +128,8 @@ pub use error::TestingError;
 pub use cluster::Cluster;
 #[cfg(unix)]
 pub use options::ClusterOptions;
+#[cfg(unix)]
+pub use pgbouncer::PgBouncer;
 #[cfg(unix)]
 pub use shared::shared_cluster;
 

@@ -23,6 +23,12 @@ pub(crate) struct Config {
     pub(crate) done_retention: Duration,
     pub(crate) maintenance_interval: Duration,
     pub(crate) vacuum: bool,
+    /// The pool goes through a transaction-mode pooler (see `pooler.rs`).
+    pub(crate) transaction_pooler: bool,
+    /// Connections that keep their session: LISTEN, the presence lock, the vacuum lock.
+    pub(crate) session_pool: Option<PgPool>,
+    /// Whether `listen` was set explicitly.
+    listen_set: bool,
 }
 
 impl Default for Config {
@@ -39,6 +45,9 @@ impl Default for Config {
             done_retention: Duration::from_secs(7 * 24 * 3600),
             maintenance_interval: Duration::from_secs(60),
             vacuum: true,
+            transaction_pooler: false,
+            session_pool: None,
+            listen_set: false,
         }
     }
 }
@@ -73,10 +82,36 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Whether to LISTEN for publishes from other processes (one pool connection).
-    /// Default: `true`.
+    /// Whether to LISTEN for publishes from other processes (one connection of the
+    /// [session pool](Self::session_pool), else of the pool). Default: `true`, except behind a
+    /// [transaction pooler](Self::transaction_pooler) without a session pool, where the
+    /// dispatcher polls only.
     pub fn listen(mut self, listen: bool) -> Self {
         self.config.listen = listen;
+        self.config.listen_set = true;
+        self
+    }
+
+    /// Whether the pool goes through a transaction-mode connection pooler (PgBouncer with
+    /// `pool_mode = transaction`, Supavisor, RDS Proxy), where consecutive transactions may
+    /// run on different server connections. Then every statement of the dispatcher runs in
+    /// a transaction of its own, with no session setting and no prepared statement left
+    /// behind; LISTEN, the presence lock and the vacuum lock, which need a session, use the
+    /// [session pool](Self::session_pool). Without one the dispatcher polls (every
+    /// [poll interval](Self::poll_interval)), has no presence (a dispatcher that dies keeps
+    /// its deliveries until their leases expire, instead of half a second after) and leaves
+    /// vacuuming to autovacuum. Default: `false`.
+    pub fn transaction_pooler(mut self, pooled: bool) -> Self {
+        self.config.transaction_pooler = pooled;
+        self
+    }
+
+    /// A pool of connections that keep their session (straight to PostgreSQL, or through a
+    /// session-mode pooler), for LISTEN, the presence lock and the vacuum lock: one or two
+    /// connections. Meant for a [transaction pooler](Self::transaction_pooler). Default:
+    /// none (they use the pool).
+    pub fn session_pool(mut self, pool: PgPool) -> Self {
+        self.config.session_pool = Some(pool);
         self
     }
 
@@ -170,10 +205,30 @@ impl DispatcherBuilder {
         if c.complete_batch == 0 {
             return Err(Error::config("complete_batch", "must be at least 1"));
         }
+        if let Some(session) = &c.session_pool
+            && super::pooler::same_endpoint(session, &self.pool)
+        {
+            return Err(Error::config(
+                "session_pool",
+                "connects where the pool does; it must keep its session (connect straight to \
+                 PostgreSQL)",
+            ));
+        }
+        let mut config = self.config;
+        if config.transaction_pooler && config.session_pool.is_none() {
+            if config.listen_set && config.listen {
+                return Err(Error::config(
+                    "listen",
+                    "LISTEN needs a session: behind a transaction pooler, give a session_pool \
+                     or leave listen unset (the dispatcher polls)",
+                ));
+            }
+            config.listen = false;
+        }
         Ok(Dispatcher {
             pool: self.pool,
             subs: self.subs,
-            config: self.config,
+            config,
         })
     }
 }

@@ -17,6 +17,9 @@
 //! (tens of thousands of rows, as many dead ones), each claim and each outcome write took
 //! hundreds of milliseconds, and throughput fell from thousands to about 1,300 deliveries/s
 //! for seconds at a time, until the next ANALYZE.
+//!
+//! Behind a transaction-mode pooler (`pooler.rs`) the session setting is not made: each
+//! [`run`](KeptConnection::run) is a transaction of its own with the settings `SET LOCAL`.
 
 use sqlx::{Executor, PgConnection, PgPool};
 
@@ -26,18 +29,27 @@ use crate::sql;
 pub(crate) struct KeptConnection {
     pool: PgPool,
     conn: Option<PgConnection>,
+    /// Whether the pool goes through a transaction-mode pooler.
+    pooled: bool,
 }
 
 impl KeptConnection {
     pub(crate) fn new(pool: PgPool) -> Self {
-        KeptConnection { pool, conn: None }
+        let pooled = super::pooler::is_marked(&pool);
+        KeptConnection {
+            pool,
+            conn: None,
+            pooled,
+        }
     }
 
     /// The kept connection, opened if there is none.
     pub(crate) async fn get(&mut self) -> sqlx::Result<&mut PgConnection> {
         if self.conn.is_none() {
             let mut conn = self.pool.acquire().await?.detach();
-            conn.execute(sql::SESSION_SETUP).await?;
+            if !self.pooled {
+                conn.execute(sql::SESSION_SETUP).await?;
+            }
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("set above"))
@@ -49,12 +61,15 @@ impl KeptConnection {
         self.conn = None;
     }
 
-    /// Runs `f` on the kept connection; on error, discards it.
+    /// Runs `f` on the kept connection (in a transaction of its own behind a
+    /// transaction-mode pooler); on error, discards it.
     pub(crate) async fn run<T, F>(&mut self, f: F) -> sqlx::Result<T>
     where
         F: AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
     {
+        let pooled = self.pooled;
         let result = match self.get().await {
+            Ok(conn) if pooled => super::pooler::run_in_transaction(conn, f).await,
             Ok(conn) => f(conn).await,
             Err(e) => Err(e),
         };

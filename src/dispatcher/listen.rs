@@ -49,8 +49,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// On the session pool when there is one (LISTEN needs a session).
 async fn connect(shared: &Shared) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(&shared.pool).await?;
+    let pool = shared.config.session_pool.as_ref().unwrap_or(&shared.pool);
+    let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(NOTIFY_CHANNEL).await?;
     Ok(listener)
 }

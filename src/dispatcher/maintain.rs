@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use super::pooler;
 use super::shared::Shared;
 use crate::sql;
 
@@ -32,14 +33,22 @@ const VACUUM_DEAD_TUPLES: i64 = 50_000;
 pub(crate) async fn run(shared: Arc<Shared>) {
     let interval = shared.config.maintenance_interval;
     let mut next_prune = tokio::time::Instant::now() + interval;
-    let mut vacuum = shared.config.vacuum;
+    // The vacuum lock is session-level (VACUUM cannot run in a transaction): behind a
+    // transaction pooler it needs the session pool, else vacuuming is left to autovacuum.
+    let config = &shared.config;
+    let vacuum_pool = match (&config.session_pool, config.transaction_pooler) {
+        (Some(session), _) => Some(session),
+        (None, false) => Some(&shared.pool),
+        (None, true) => None,
+    };
+    let mut vacuum = config.vacuum && vacuum_pool.is_some();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(VACUUM_CHECK.min(interval)) => {}
             _ = shared.signals.stop.cancelled() => return,
         }
-        if vacuum {
-            match vacuum_if_needed(&shared.pool).await {
+        if let (true, Some(pool)) = (vacuum, vacuum_pool) {
+            match vacuum_if_needed(pool).await {
                 Ok(_) => {}
                 Err(e) if is_permission_error(&e) => {
                     tracing::warn!(error = %e, "pgbus: not allowed to VACUUM pgbus.deliveries; leaving it to autovacuum");
@@ -54,6 +63,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         next_prune = tokio::time::Instant::now() + interval;
         if let Err(e) = prune(
             &shared.pool,
+            config.transaction_pooler,
             shared.config.event_retention,
             shared.config.done_retention,
         )
@@ -103,9 +113,11 @@ fn is_permission_error(e: &sqlx::Error) -> bool {
 
 /// Deletes events older than `event_retention` that have no delivery left (every
 /// subscription is done with them), and done deliveries older than `done_retention`.
-/// Returns the number of events and deliveries deleted.
+/// Returns the number of events and deliveries deleted. Behind a transaction pooler
+/// (`pooled`), each statement runs in a transaction of its own (`pooler.rs`).
 pub(crate) async fn prune(
     pool: &PgPool,
+    pooled: bool,
     event_retention: Option<Duration>,
     done_retention: Duration,
 ) -> sqlx::Result<(u64, u64)> {
@@ -113,7 +125,7 @@ pub(crate) async fn prune(
         let done = sqlx::query(sql::PRUNE_DONE)
             .bind(done_retention.as_secs_f64())
             .bind(PRUNE_BATCH);
-        Ok(done.execute(pool).await?.rows_affected())
+        Ok(pooler::execute(pool, pooled, done).await?.rows_affected())
     })
     .await?;
     let events = match event_retention {
@@ -123,7 +135,7 @@ pub(crate) async fn prune(
                     .bind(retention.as_secs_f64())
                     .bind(PRUNE_BATCH)
                     .bind(PRUNE_LOCK_KEY);
-                Ok(old.execute(pool).await?.rows_affected())
+                Ok(pooler::execute(pool, pooled, old).await?.rows_affected())
             })
             .await?
         }

@@ -5,7 +5,8 @@
 //! (running it), `outcome`, `target` and `complete` (deciding and writing what follows), `lease`,
 //! `presence`, `listen`, `maintain`, `ring` (the delivery log's upkeep), `shutdown`, `handle`;
 //! `batch` (the log batches held) and `write` (the completer's statements) serve the
-//! completer; `connection` and `backoff` serve them all.
+//! completer; `connection` and `backoff` serve them all; `pooler` runs them behind a
+//! transaction-mode connection pooler.
 
 mod backoff;
 mod batch;
@@ -21,6 +22,7 @@ mod lease;
 mod listen;
 mod maintain;
 mod outcome;
+mod pooler;
 mod presence;
 mod ring;
 mod room;
@@ -50,6 +52,7 @@ use shared::Shared;
 
 // Shared with the admin API (src/admin/): the presence locks it checks, and the lock that
 // keeps its replays and prunes apart from the dispatchers' pruning.
+pub(crate) use connection::KeptConnection;
 pub(crate) use maintain::PRUNE_LOCK_KEY;
 pub(crate) use presence::NAMESPACE as PRESENCE_NAMESPACE;
 
@@ -83,7 +86,8 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A builder for a dispatcher on `pool`. The dispatcher uses the pool for claims,
-    /// completions and lease extensions, plus one connection for LISTEN.
+    /// completions and lease extensions, plus one connection for LISTEN and one for its
+    /// presence lock (see [`DispatcherBuilder::session_pool`] behind a transaction pooler).
     pub fn builder(pool: PgPool) -> DispatcherBuilder {
         DispatcherBuilder {
             pool,
@@ -103,18 +107,34 @@ impl Dispatcher {
     /// [`Error::Database`](crate::Error::Database) if the subscriptions cannot be
     /// registered.
     pub async fn start(self) -> Result<DispatcherHandle> {
-        registration::register(&self.pool, &self.subs).await?;
-        let presence = presence::Presence::join(&self.pool).await?;
-        // For the admin API: which dispatchers serve which subscriptions.
-        registration::record_served(&self.pool, presence.id, &self.subs).await;
+        if self.config.transaction_pooler {
+            pooler::mark(&self.pool);
+        }
+        let mut setup = connection::KeptConnection::new(self.pool.clone());
+        let subs = &self.subs;
+        setup
+            .run(async |c| registration::register(c, subs).await)
+            .await?;
+        // The presence lock needs a session: the session pool's, else the pool's unless it
+        // goes through a transaction pooler.
+        let session = match (&self.config.session_pool, self.config.transaction_pooler) {
+            (Some(session), _) => Some(session),
+            (None, false) => Some(&self.pool),
+            (None, true) => None,
+        };
+        let (presence, id) = match session {
+            Some(pool) => {
+                let presence = presence::Presence::join(pool).await?;
+                let id = presence.id;
+                // For the admin API: which dispatchers serve which subscriptions.
+                registration::record_served(&mut setup, id, subs).await;
+                (Some(presence), id)
+            }
+            None => (None, presence::anonymous_id(&mut setup).await?),
+        };
+        drop(setup);
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::new(
-            self.pool,
-            self.subs,
-            self.config,
-            presence.id,
-            tx,
-        ));
+        let shared = Arc::new(Shared::new(self.pool, self.subs, self.config, id, tx));
         let token = CancellationToken::new();
         let background = TaskTracker::new();
         let completer = background.spawn(complete::run(shared.clone(), rx));
@@ -123,7 +143,9 @@ impl Dispatcher {
             background.spawn(listen::run(shared.clone()));
         }
         background.spawn(lease::run(shared.clone()));
-        background.spawn(presence::run(shared.clone(), presence));
+        if let Some(presence) = presence {
+            background.spawn(presence::run(shared.clone(), presence));
+        }
         background.spawn(maintain::run(shared.clone()));
         background.spawn(ring::run(shared.clone()));
         background.close();

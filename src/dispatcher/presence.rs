@@ -155,6 +155,21 @@ impl Presence {
     }
 }
 
+/// An id for a dispatcher without presence (behind a transaction pooler, with no session
+/// pool): never registered in `pgbus.dispatchers`, so never reaped; its leases are taken back
+/// when they expire.
+pub(crate) async fn anonymous_id(conn: &mut KeptConnection) -> sqlx::Result<i32> {
+    let id = conn
+        .run(async |c| sqlx::query_scalar(sql::DISPATCHER_ID).fetch_one(c).await)
+        .await?;
+    tracing::info!(
+        dispatcher = id,
+        "pgbus: no presence behind a transaction pooler without a session pool; a dispatcher \
+         that dies keeps its deliveries until their leases expire"
+    );
+    Ok(id)
+}
+
 /// Checks presence every tick until everything is written back, then unregisters.
 pub(crate) async fn run(shared: Arc<Shared>, mut presence: Presence) {
     let signals = &shared.signals;

@@ -16,11 +16,14 @@ use crate::event::NewEvent;
 use crate::sql;
 
 /// Writes validated events with their fan-out; `notify` adds a NOTIFY to the statement.
+/// `named`: whether the statements are prepared once per connection (not behind a
+/// transaction pooler, see `PublisherBuilder::transaction_pooler`).
 pub(super) async fn write(
     conn: &mut PgConnection,
     events: &[Cow<'_, NewEvent>],
     source: &str,
     notify: bool,
+    named: bool,
 ) -> Result<Vec<PublishOutcome>> {
     let n = events.len();
     let mut ids = Vec::with_capacity(n);
@@ -50,6 +53,7 @@ pub(super) async fn write(
     } else {
         sql::PUBLISH
     })
+    .persistent(named)
     .bind(&ids)
     .bind(&types)
     .bind(&subjects)
@@ -106,6 +110,7 @@ pub(super) async fn write(
         HashMap::new()
     } else {
         sqlx::query_as::<_, (String, Uuid)>(sql::DEDUPE_ORIGINALS)
+            .persistent(named)
             .bind(&missing)
             .fetch_all(&mut *conn)
             .await?

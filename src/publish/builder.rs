@@ -15,6 +15,7 @@ pub struct PublisherBuilder {
     max_payload_bytes: usize,
     notify: bool,
     notify_debounce: Duration,
+    transaction_pooler: bool,
 }
 
 impl Default for PublisherBuilder {
@@ -24,6 +25,7 @@ impl Default for PublisherBuilder {
             max_payload_bytes: 1024 * 1024,
             notify: true,
             notify_debounce: Duration::from_millis(1),
+            transaction_pooler: false,
         }
     }
 }
@@ -64,6 +66,19 @@ impl PublisherBuilder {
         self
     }
 
+    /// Whether connections go through a transaction-mode pooler (PgBouncer with
+    /// `pool_mode = transaction`, Supavisor, RDS Proxy), where consecutive transactions of one
+    /// connection may run on different server connections. Then the publish statements are
+    /// not prepared once per connection (PgBouncer before 1.21 would run them where they do
+    /// not exist, or run another client's statement of the same name) but sent unnamed,
+    /// inside a transaction (a savepoint when the caller's connection is in one, which is how
+    /// publishing is meant to be used). Costs a round trip or two per publish. Default:
+    /// `false`.
+    pub fn transaction_pooler(mut self, pooled: bool) -> Self {
+        self.transaction_pooler = pooled;
+        self
+    }
+
     /// Checks the settings and builds the publisher.
     ///
     /// # Errors
@@ -80,6 +95,7 @@ impl PublisherBuilder {
                 source: self.source,
                 max_payload_bytes: self.max_payload_bytes,
                 notify: Debounce::new(self.notify, self.notify_debounce),
+                transaction_pooler: self.transaction_pooler,
             }),
         })
     }

@@ -8,7 +8,7 @@ mod outcome;
 
 use std::sync::Arc;
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use crate::error::Result;
 use crate::event::IntoNewEvent;
@@ -42,6 +42,7 @@ struct Inner {
     source: String,
     max_payload_bytes: usize,
     notify: Debounce,
+    transaction_pooler: bool,
 }
 
 impl Publisher {
@@ -108,7 +109,17 @@ impl Publisher {
             validate::new_event(e, self.inner.max_payload_bytes)?;
         }
         let notify = self.inner.notify.should_notify();
-        let outcomes = batch::write(conn, &events, &self.inner.source, notify).await?;
+        let source = &self.inner.source;
+        let outcomes = if self.inner.transaction_pooler {
+            // Unnamed statements, pinned to one server connection by a transaction (a
+            // savepoint inside the caller's).
+            let mut tx = conn.begin().await?;
+            let outcomes = batch::write(&mut tx, &events, source, notify, false).await?;
+            tx.commit().await?;
+            outcomes
+        } else {
+            batch::write(conn, &events, source, notify, true).await?
+        };
         wake::wake_local();
         Ok(outcomes)
     }

@@ -82,7 +82,7 @@ async fn a_version_2_schema_with_deliveries_in_flight_upgrades_and_they_all_fini
     pgbus::migrate(pool).await.expect("migrate from version 2");
     assert_eq!(
         count(pool, "SELECT max(version) FROM pgbus.schema_migrations").await,
-        6
+        8
     );
     let bad = sqlx::query("UPDATE pgbus.deliveries SET state = 7 WHERE attempts = 0")
         .execute(pool)

@@ -5,11 +5,13 @@
 //! - [`states`]: the delivery states (the only place they are spelled out).
 //! - [`deliveries`]: reading `pgbus.all_deliveries` (rows, one row, counts by state).
 //! - [`publishing`]: publishing events in one call.
+//! - [`sql_publish`]: one event's inputs, published with the Rust API or `pgbus.publish`.
 //! - [`dispatcher`]: dispatchers with short timings, start, shutdown, registering
 //!   subscriptions.
 //! - [`journal`]: handlers that record their calls.
 //! - [`env`]: the fault tests' sizes and verbosity, from the environment.
 //! - [`fault_log`]: the `fault_log` table fault-test handlers record their calls in.
+//! - [`pooler`]: a PgBouncer in transaction mode in front of the test cluster.
 //! - [`process`]: running one test of this binary again in a child process.
 //! - [`tools`]: the independent implementations (Python, node) some tests check against.
 //! - [`worker`], [`fleet`]: the fault tests' worker processes, and the set of them a test
@@ -22,8 +24,10 @@ pub mod env;
 pub mod fault_log;
 pub mod fleet;
 pub mod journal;
+pub mod pooler;
 pub mod process;
 pub mod publishing;
+pub mod sql_publish;
 pub mod states;
 pub mod tools;
 pub mod wait;

@@ -24,7 +24,7 @@ pub fn script(name: &str) -> PathBuf {
 }
 
 /// Says that `tool` is missing: a failure under `CI=true`, else one line and a skip.
-fn missing(tool: &str) {
+pub fn missing(tool: &str) {
     let message = format!(
         "{tool} is not installed: run .ci/tools (it installs into {})",
         dir().display()
@@ -48,6 +48,23 @@ pub fn python() -> Option<PathBuf> {
         Some(python)
     } else {
         missing("the Python CloudEvents SDK and jsonschema");
+        None
+    }
+}
+
+/// The Python of the tools' virtual environment, if it has `psycopg`.
+pub fn python_psycopg() -> Option<PathBuf> {
+    let python = dir().join("venv/bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import psycopg"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Some(python)
+    } else {
+        missing("Python with psycopg");
         None
     }
 }
