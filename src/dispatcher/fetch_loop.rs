@@ -243,7 +243,9 @@ async fn run_backlog(shared: Arc<Shared>) {
 
 /// Records the batches of claimed log rows as held, before any of their rows can report.
 fn open_batches(shared: &Shared, rows: &[ClaimedRow]) {
-    let mut batches: BTreeMap<i64, (i64, usize, Vec<(i64, i64)>)> = BTreeMap::new();
+    // Per batch: its lease, its subscription, its rows as (id, txid).
+    type Rows = Vec<(i64, i64)>;
+    let mut batches: BTreeMap<i64, (i64, usize, Rows)> = BTreeMap::new();
     for row in rows {
         if let Some(log) = &row.log {
             let b = batches
