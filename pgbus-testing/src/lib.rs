@@ -75,6 +75,11 @@
 //! `SIGKILL`. That also covers the shared cluster, which lives in a static and is never
 //! dropped.
 //!
+//! **Brokers for relays** (Unix, features `nats` and `rabbitmq`): [`NatsServer`] starts a
+//! throwaway `nats-server -js`, [`RabbitMqServer`] a throwaway RabbitMQ node, from Debian's
+//! packages, on free loopback ports; both can be killed with `SIGKILL` and started again,
+//! and are removed like the clusters.
+//!
 //! As root, `initdb` and `postgres` refuse to run, so they (and the guardian) run as the
 //! `postgres` OS user, which must exist (the `postgresql` packages create it).
 #![warn(
@@ -93,6 +98,8 @@ mod error;
 mod server;
 mod unique_name;
 
+#[cfg(all(unix, any(feature = "nats", feature = "rabbitmq")))]
+mod broker;
 #[cfg(unix)]
 mod binaries;
 #[cfg(unix)]
@@ -125,6 +132,10 @@ pub use cluster::Cluster;
 pub use options::ClusterOptions;
 #[cfg(unix)]
 pub use shared::shared_cluster;
+#[cfg(all(unix, feature = "nats"))]
+pub use broker::nats::NatsServer;
+#[cfg(all(unix, feature = "rabbitmq"))]
+pub use broker::rabbitmq::RabbitMqServer;
 
 #[cfg(all(test, unix))]
 mod tests {

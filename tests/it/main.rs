@@ -20,6 +20,8 @@ mod migrate;
 mod migrate_upgrade;
 mod publish;
 mod registration;
+mod relay_nats;
+mod relay_rabbitmq;
 mod retry;
 mod shutdown;
 mod validation;

@@ -1,5 +1,5 @@
 //! The independent implementations some tests check pgbus against (the Python CloudEvents
-//! SDK and jsonschema, `@asyncapi/parser`, `stripe`), installed by `.ci/tools` into
+//! SDK and jsonschema, the broker clients nats-py and pika, `@asyncapi/parser`, `stripe`), installed by `.ci/tools` into
 //! `target/ci-tools` (or `$PGBUS_TOOLS_DIR`), and the scripts in `tests/tools/` that drive
 //! them.
 //!
@@ -24,7 +24,7 @@ pub fn script(name: &str) -> PathBuf {
 }
 
 /// Says that `tool` is missing: a failure under `CI=true`, else one line and a skip.
-fn missing(tool: &str) {
+pub fn missing(tool: &str) {
     let message = format!(
         "{tool} is not installed: run .ci/tools (it installs into {})",
         dir().display()
@@ -48,6 +48,24 @@ pub fn python() -> Option<PathBuf> {
         Some(python)
     } else {
         missing("the Python CloudEvents SDK and jsonschema");
+        None
+    }
+}
+
+/// The Python of the tools' virtual environment, if it has the broker clients `nats-py`
+/// and `pika`.
+pub fn broker_python() -> Option<PathBuf> {
+    let python = dir().join("venv/bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import nats, pika"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Some(python)
+    } else {
+        missing("the Python broker clients nats-py and pika");
         None
     }
 }
