@@ -111,7 +111,9 @@ pub enum TestingError {
     },
 
     /// A broker's server binary (`nats-server`, `rabbitmq-server`, `epmd`) was not found.
-    #[error("{binary} not found; looked in: {searched}. Install the `{package}` package (e.g. `apt-get install {package}`)")]
+    #[error(
+        "{binary} not found; looked in: {searched}. Install the `{package}` package (e.g. `apt-get install {package}`)"
+    )]
     BrokerNotFound {
         /// The binary.
         binary: &'static str,

@@ -98,10 +98,10 @@ mod error;
 mod server;
 mod unique_name;
 
-#[cfg(all(unix, any(feature = "nats", feature = "rabbitmq")))]
-mod broker;
 #[cfg(unix)]
 mod binaries;
+#[cfg(all(unix, any(feature = "nats", feature = "rabbitmq")))]
+mod broker;
 #[cfg(unix)]
 mod cluster;
 #[cfg(unix)]
@@ -126,16 +126,16 @@ pub use database_url::database_url_from_env;
 pub use delivery::DeliveryBuilder;
 pub use error::TestingError;
 
+#[cfg(all(unix, feature = "nats"))]
+pub use broker::nats::NatsServer;
+#[cfg(all(unix, feature = "rabbitmq"))]
+pub use broker::rabbitmq::RabbitMqServer;
 #[cfg(unix)]
 pub use cluster::Cluster;
 #[cfg(unix)]
 pub use options::ClusterOptions;
 #[cfg(unix)]
 pub use shared::shared_cluster;
-#[cfg(all(unix, feature = "nats"))]
-pub use broker::nats::NatsServer;
-#[cfg(all(unix, feature = "rabbitmq"))]
-pub use broker::rabbitmq::RabbitMqServer;
 
 #[cfg(all(test, unix))]
 mod tests {

@@ -53,7 +53,9 @@ pub enum RelayError {
         message: String,
     },
     /// A mandatory AMQP message was returned: no queue is bound for its routing key.
-    #[error("rabbitmq: unroutable: exchange {exchange:?} routed {routing_key:?} to no queue ({reply})")]
+    #[error(
+        "rabbitmq: unroutable: exchange {exchange:?} routed {routing_key:?} to no queue ({reply})"
+    )]
     Unroutable {
         /// The exchange published to.
         exchange: String,
@@ -115,7 +117,10 @@ mod tests {
             destination: "a b".into(),
             reason: "has whitespace",
         };
-        assert!(matches!(invalid.into_handler_error(), HandlerError::Permanent { .. }));
+        assert!(matches!(
+            invalid.into_handler_error(),
+            HandlerError::Permanent { .. }
+        ));
         let timeout = RelayError::AckTimeout {
             broker: "nats",
             destination: "events.a".into(),

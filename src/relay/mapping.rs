@@ -68,7 +68,11 @@ impl Destinations {
     /// # Errors
     ///
     /// [`Error::InvalidEventType`](crate::Error::InvalidEventType) for an invalid pattern.
-    pub fn route(mut self, pattern: impl Into<String>, destination: impl Into<String>) -> Result<Self> {
+    pub fn route(
+        mut self,
+        pattern: impl Into<String>,
+        destination: impl Into<String>,
+    ) -> Result<Self> {
         let pattern = pattern.into();
         validate_pattern(&pattern)?;
         self.routes.push((pattern, destination.into()));
@@ -92,7 +96,10 @@ impl Destinations {
         self.routes
             .iter()
             .find(|(pattern, _)| matches(pattern, event_type))
-            .map_or_else(|| format!("{}{event_type}", self.prefix), |(_, d)| d.clone())
+            .map_or_else(
+                || format!("{}{event_type}", self.prefix),
+                |(_, d)| d.clone(),
+            )
     }
 
     /// The destination of `event`.

@@ -111,7 +111,12 @@ mod tests {
         let e = event();
         let m = RelayMessage::new(&e, "events.property.created".into(), Format::Binary);
         assert_eq!(m.id, e.id.to_string());
-        let h = |n: &str| m.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let h = |n: &str| {
+            m.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(h("ce-id"), Some(m.id.as_str()));
         assert_eq!(h("ce-type"), Some("property.created"));
         assert_eq!(h("ce-source"), Some("listings"));
@@ -134,6 +139,11 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
         assert_eq!(doc["id"], e.id.to_string());
         assert_eq!(doc["data"], e.data);
-        assert_eq!(m.headers.len(), 1, "only the trace context: {:?}", m.headers);
+        assert_eq!(
+            m.headers.len(),
+            1,
+            "only the trace context: {:?}",
+            m.headers
+        );
     }
 }

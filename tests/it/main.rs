@@ -33,5 +33,6 @@ mod faults_input;
 mod faults_kill;
 mod faults_load;
 mod faults_model;
+mod faults_relay;
 mod faults_restart;
 mod faults_takeover;

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use pgbus::NewEvent;
 use pgbus::cloudevents::CloudEvent;
 use pgbus::relay::nats::NatsRelay;
 use pgbus::relay::{Destinations, Format};
-use pgbus::NewEvent;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -57,15 +57,26 @@ fn header<'a>(m: &'a NatsMessage, name: &str) -> Option<&'a str> {
 }
 
 async fn wait_all_done(pool: &sqlx::PgPool) {
-    wait_until("every relay delivery done", Duration::from_secs(60), || async {
-        count(pool, "SELECT count(*) FROM pgbus.all_deliveries WHERE state < 2").await == 0
-    })
+    wait_until(
+        "every relay delivery done",
+        Duration::from_secs(60),
+        || async {
+            count(
+                pool,
+                "SELECT count(*) FROM pgbus.all_deliveries WHERE state < 2",
+            )
+            .await
+                == 0
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_relay_publishes_every_event_with_its_cloudevents_headers() {
-    let Some((server, python)) = nats().await else { return };
+    let Some((server, python)) = nats().await else {
+        return;
+    };
     let db = db().await;
     let pool = db.pool().clone();
     let binary = NatsRelay::builder(server.url())
@@ -76,7 +87,11 @@ async fn nats_relay_publishes_every_event_with_its_cloudevents_headers() {
         .await
         .expect("relay");
     let structured = NatsRelay::builder(server.url())
-        .destinations(Destinations::prefix("structured.").route("deal.*", "structured.deals").unwrap())
+        .destinations(
+            Destinations::prefix("structured.")
+                .route("deal.*", "structured.deals")
+                .unwrap(),
+        )
         .format(Format::Structured)
         .stream("PGBUS_S")
         .create_stream(["structured.>"])
@@ -98,10 +113,16 @@ async fn nats_relay_publishes_every_event_with_its_cloudevents_headers() {
     let messages = read_stream(&python, &server.url(), "PGBUS", "events.>").await;
     assert_eq!(messages.len(), events.len(), "one message per event");
     let rows: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT id, created_at FROM pgbus.events").fetch_all(&pool).await.unwrap();
+        sqlx::query_as("SELECT id, created_at FROM pgbus.events")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     let created: HashMap<Uuid, _> = rows.into_iter().collect();
     for m in &messages {
-        let id: Uuid = header(m, "Nats-Msg-Id").expect("Nats-Msg-Id").parse().unwrap();
+        let id: Uuid = header(m, "Nats-Msg-Id")
+            .expect("Nats-Msg-Id")
+            .parse()
+            .unwrap();
         let e = by_id[&id];
         assert_eq!(header(m, "ce-id"), Some(id.to_string().as_str()));
         assert_eq!(header(m, "ce-specversion"), Some("1.0"));
@@ -117,7 +138,11 @@ async fn nats_relay_publishes_every_event_with_its_cloudevents_headers() {
         assert_eq!(header(m, "ce-partitionkey"), key.as_deref());
         assert_eq!(header(m, "traceparent"), traceparent);
         assert_eq!(header(m, "ce-traceparent"), traceparent);
-        assert_eq!(m.body, serde_json::to_vec(e.data()).unwrap(), "payload bytes");
+        assert_eq!(
+            m.body,
+            serde_json::to_vec(e.data()).unwrap(),
+            "payload bytes"
+        );
     }
 
     let docs = read_stream(&python, &server.url(), "PGBUS_S", "structured.>").await;
@@ -126,7 +151,10 @@ async fn nats_relay_publishes_every_event_with_its_cloudevents_headers() {
         let ce = CloudEvent::from_json(&serde_json::from_slice(&m.body).unwrap()).unwrap();
         let e = by_id[&ce.id.parse::<Uuid>().unwrap()];
         assert_eq!(header(m, "Nats-Msg-Id"), Some(ce.id.as_str()));
-        assert_eq!(header(m, "content-type"), Some(pgbus::relay::STRUCTURED_CONTENT_TYPE));
+        assert_eq!(
+            header(m, "content-type"),
+            Some(pgbus::relay::STRUCTURED_CONTENT_TYPE)
+        );
         assert_eq!(ce.event_type, e.event_type());
         assert_eq!(ce.data.as_ref(), Some(e.data()));
         let subject = if e.event_type().starts_with("deal.") {
@@ -141,7 +169,9 @@ async fn nats_relay_publishes_every_event_with_its_cloudevents_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_relay_retries_until_a_stream_takes_the_subject_and_the_server_is_back() {
-    let Some((mut server, python)) = nats().await else { return };
+    let Some((mut server, python)) = nats().await else {
+        return;
+    };
     let db = db().await;
     let pool = db.pool().clone();
     // No stream takes `late.>` yet: JetStream answers "no responders", the delivery retries.
@@ -151,9 +181,13 @@ async fn nats_relay_retries_until_a_stream_takes_the_subject_and_the_server_is_b
         .connect()
         .await
         .expect("relay");
-    let handle = start(dispatcher(&pool).subscribe(
-        relay.subscription("relay.nats-late", ["*"]).retry(quick_retry().max_attempts(1000)),
-    ))
+    let handle = start(
+        dispatcher(&pool).subscribe(
+            relay
+                .subscription("relay.nats-late", ["*"])
+                .retry(quick_retry().max_attempts(1000)),
+        ),
+    )
     .await;
     let ids: Vec<Uuid> = {
         let events = varied_events(10);
@@ -161,7 +195,12 @@ async fn nats_relay_retries_until_a_stream_takes_the_subject_and_the_server_is_b
         events.iter().map(NewEvent::id).collect()
     };
     wait_until("failed attempts recorded", SOON, || async {
-        count(&pool, "SELECT count(*) FROM pgbus.all_deliveries WHERE attempts >= 2").await == 10
+        count(
+            &pool,
+            "SELECT count(*) FROM pgbus.all_deliveries WHERE attempts >= 2",
+        )
+        .await
+            == 10
     })
     .await;
     let error: String = sqlx::query_scalar("SELECT last_error FROM pgbus.all_deliveries LIMIT 1")
@@ -184,8 +223,10 @@ async fn nats_relay_retries_until_a_stream_takes_the_subject_and_the_server_is_b
     wait_all_done(&pool).await;
     stop(&pool, handle).await;
     let messages = read_stream(&python, &server.url(), "LATE", "late.>").await;
-    let mut got: Vec<Uuid> =
-        messages.iter().map(|m| m.headers["Nats-Msg-Id"].parse().unwrap()).collect();
+    let mut got: Vec<Uuid> = messages
+        .iter()
+        .map(|m| m.headers["Nats-Msg-Id"].parse().unwrap())
+        .collect();
     got.sort();
     let mut want = ids;
     want.sort();

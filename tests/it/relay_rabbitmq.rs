@@ -18,15 +18,26 @@ use crate::support::publishing::publish_events;
 use crate::support::wait::{SOON, wait_until};
 
 async fn wait_all_done(pool: &sqlx::PgPool) {
-    wait_until("every relay delivery done", Duration::from_secs(60), || async {
-        count(pool, "SELECT count(*) FROM pgbus.all_deliveries WHERE state < 2").await == 0
-    })
+    wait_until(
+        "every relay delivery done",
+        Duration::from_secs(60),
+        || async {
+            count(
+                pool,
+                "SELECT count(*) FROM pgbus.all_deliveries WHERE state < 2",
+            )
+            .await
+                == 0
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_relay_publishes_every_event_confirmed_with_its_headers() {
-    let Some((server, python)) = rabbitmq().await else { return };
+    let Some((server, python)) = rabbitmq().await else {
+        return;
+    };
     let url = server.url();
     amqp_setup(&python, &url, "pgbus.events", "all-events", "events.#").await;
     amqp_setup(&python, &url, "pgbus.structured", "structured", "#").await;
@@ -56,7 +67,12 @@ async fn rabbitmq_relay_publishes_every_event_confirmed_with_its_headers() {
     let messages = amqp_read(&python, &url, "all-events").await;
     assert_eq!(messages.len(), events.len(), "one message per event");
     for m in &messages {
-        let id: Uuid = m.message_id.as_deref().expect("message-id").parse().unwrap();
+        let id: Uuid = m
+            .message_id
+            .as_deref()
+            .expect("message-id")
+            .parse()
+            .unwrap();
         let e = by_id[&id];
         let h = |n: &str| m.headers.get(n).map(String::as_str);
         assert_eq!(m.exchange, "pgbus.events");
@@ -74,7 +90,11 @@ async fn rabbitmq_relay_publishes_every_event_confirmed_with_its_headers() {
         assert_eq!(h("ce-subject"), subject.as_deref());
         assert_eq!(h("ce-partitionkey"), key.as_deref());
         assert_eq!(h("traceparent"), traceparent);
-        assert_eq!(m.body, serde_json::to_vec(e.data()).unwrap(), "payload bytes");
+        assert_eq!(
+            m.body,
+            serde_json::to_vec(e.data()).unwrap(),
+            "payload bytes"
+        );
     }
     let docs = amqp_read(&python, &url, "structured").await;
     assert_eq!(docs.len(), events.len());
@@ -84,14 +104,19 @@ async fn rabbitmq_relay_publishes_every_event_confirmed_with_its_headers() {
         assert_eq!(m.message_id.as_deref(), doc["id"].as_str());
         assert_eq!(doc["type"], e.event_type());
         assert_eq!(&doc["data"], e.data());
-        assert_eq!(m.content_type.as_deref(), Some(pgbus::relay::STRUCTURED_CONTENT_TYPE));
+        assert_eq!(
+            m.content_type.as_deref(),
+            Some(pgbus::relay::STRUCTURED_CONTENT_TYPE)
+        );
     }
     server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unroutable_message_is_an_error_until_a_queue_is_bound() {
-    let Some((server, python)) = rabbitmq().await else { return };
+    let Some((server, python)) = rabbitmq().await else {
+        return;
+    };
     let url = server.url();
     let db = db().await;
     let pool = db.pool().clone();
@@ -99,21 +124,33 @@ async fn an_unroutable_message_is_an_error_until_a_queue_is_bound() {
         .declare_exchange(ExchangeKind::Topic)
         .build()
         .unwrap();
-    let handle = start(dispatcher(&pool).subscribe(
-        relay.subscription("relay.amqp-unbound", ["*"]).retry(quick_retry().max_attempts(1000)),
-    ))
+    let handle = start(
+        dispatcher(&pool).subscribe(
+            relay
+                .subscription("relay.amqp-unbound", ["*"])
+                .retry(quick_retry().max_attempts(1000)),
+        ),
+    )
     .await;
     let events = varied_events(10);
     publish_events(&pool, &events).await;
     wait_until("failed attempts recorded", SOON, || async {
-        count(&pool, "SELECT count(*) FROM pgbus.all_deliveries WHERE attempts >= 2").await == 10
+        count(
+            &pool,
+            "SELECT count(*) FROM pgbus.all_deliveries WHERE attempts >= 2",
+        )
+        .await
+            == 10
     })
     .await;
     let error: String = sqlx::query_scalar("SELECT last_error FROM pgbus.all_deliveries LIMIT 1")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert!(error.contains("unroutable") && error.contains("NO_ROUTE"), "{error}");
+    assert!(
+        error.contains("unroutable") && error.contains("NO_ROUTE"),
+        "{error}"
+    );
     amqp_setup(&python, &url, "pgbus.unbound", "late", "#").await;
     wait_all_done(&pool).await;
     stop(&pool, handle).await;

@@ -145,6 +145,10 @@ fn binary() -> Result<PathBuf, TestingError> {
     find_binary(
         "nats-server",
         "nats-server",
-        &["nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server"],
+        &[
+            "nats-server",
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+        ],
     )
 }

@@ -165,9 +165,16 @@ pub(crate) async fn wait_ready(
         }
         let logged = std::fs::read(log)
             .ok()
-            .and_then(|b| b.get(from..).map(|b| String::from_utf8_lossy(b).contains(marker)))
+            .and_then(|b| {
+                b.get(from..)
+                    .map(|b| String::from_utf8_lossy(b).contains(marker))
+            })
             .unwrap_or(false);
-        if logged && tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if logged
+            && tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        {
             return Ok(());
         }
         if started.elapsed() > timeout {

@@ -60,7 +60,8 @@ impl RabbitMqServer {
         let dir = BrokerDir::create("pgbus-rabbitmq")?;
         for sub in ["home", "mnesia", "log"] {
             let p = dir.path.join(sub);
-            std::fs::create_dir(&p).map_err(TestingError::io(format!("creating {}", p.display())))?;
+            std::fs::create_dir(&p)
+                .map_err(TestingError::io(format!("creating {}", p.display())))?;
         }
         let write = |name: &str, text: String| {
             let p = dir.path.join(name);
@@ -193,5 +194,9 @@ fn server_binary() -> Result<PathBuf, TestingError> {
 }
 
 fn epmd_binary() -> Result<PathBuf, TestingError> {
-    find_binary("epmd", "erlang-base", &["epmd", "/usr/bin/epmd", "/usr/lib/erlang/bin/epmd"])
+    find_binary(
+        "epmd",
+        "erlang-base",
+        &["epmd", "/usr/bin/epmd", "/usr/lib/erlang/bin/epmd"],
+    )
 }

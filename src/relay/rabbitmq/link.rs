@@ -58,7 +58,12 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn new(uri: String, channels: usize, declare: Option<Declare>, timeout: Duration) -> Self {
+    pub(super) fn new(
+        uri: String,
+        channels: usize,
+        declare: Option<Declare>,
+        timeout: Duration,
+    ) -> Self {
         Link {
             uri,
             channels,
@@ -83,10 +88,10 @@ impl Link {
         if let Some(session) = self.usable() {
             return Ok(session);
         }
-        if let Some((at, error)) = &*last_failure {
-            if at.elapsed() < RETRY_CONNECT_AFTER {
-                return Err(error.clone());
-            }
+        if let Some((at, error)) = &*last_failure
+            && at.elapsed() < RETRY_CONNECT_AFTER
+        {
+            return Err(error.clone());
         }
         match tokio::time::timeout(self.timeout, self.connect()).await {
             Ok(Ok(session)) => {
@@ -167,10 +172,10 @@ impl Link {
             return;
         }
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, session)) {
-            if let Some(old) = current.take() {
-                close_in_background(old);
-            }
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, session))
+            && let Some(old) = current.take()
+        {
+            close_in_background(old);
         }
     }
 }
@@ -178,6 +183,9 @@ impl Link {
 /// Closes a replaced session's connection without waiting (it is usually broken already).
 fn close_in_background(session: Arc<Session>) {
     tokio::spawn(async move {
-        let _ = session.connection.close(200, "pgbus relay reconnecting".into()).await;
+        let _ = session
+            .connection
+            .close(200, "pgbus relay reconnecting".into())
+            .await;
     });
 }

@@ -31,14 +31,15 @@ pub async fn rabbitmq() -> Option<(RabbitMqServer, PathBuf)> {
         return None;
     }
     let python = broker_python()?;
-    let server = RabbitMqServer::start().await.expect("starting rabbitmq-server");
+    let server = RabbitMqServer::start()
+        .await
+        .expect("starting rabbitmq-server");
     Some((server, python))
 }
 
 /// One message as nats-py read it from a stream.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NatsMessage {
-    pub seq: u64,
     pub subject: String,
     pub headers: BTreeMap<String, String>,
     #[serde(deserialize_with = "base64")]
@@ -53,12 +54,21 @@ struct NatsRead {
 
 /// Every message of `stream` (filtered by `subject`), read by nats-py; checks that it read
 /// as many as the stream holds.
-pub async fn read_stream(python: &PathBuf, url: &str, stream: &str, subject: &str) -> Vec<NatsMessage> {
+pub async fn read_stream(
+    python: &PathBuf,
+    url: &str,
+    stream: &str,
+    subject: &str,
+) -> Vec<NatsMessage> {
     let mut c = Command::new(python);
     c.arg(script("nats_stream.py")).args([url, stream, subject]);
     let out = run_async(c, String::new()).await;
     let read: NatsRead = serde_json::from_str(&out).expect("nats_stream.py's JSON");
-    assert_eq!(read.messages.len() as u64, read.stream_messages, "nats-py read the whole stream");
+    assert_eq!(
+        read.messages.len() as u64,
+        read.stream_messages,
+        "nats-py read the whole stream"
+    );
     read.messages
 }
 
@@ -81,14 +91,16 @@ pub struct AmqpMessage {
 /// Declares (with pika) a durable topic exchange and a durable queue bound to it.
 pub async fn amqp_setup(python: &PathBuf, url: &str, exchange: &str, queue: &str, binding: &str) {
     let mut c = Command::new(python);
-    c.arg(script("rabbitmq_queue.py")).args(["setup", url, exchange, queue, binding]);
+    c.arg(script("rabbitmq_queue.py"))
+        .args(["setup", url, exchange, queue, binding]);
     run_async(c, String::new()).await;
 }
 
 /// Every message of `queue`, taken off it by pika.
 pub async fn amqp_read(python: &PathBuf, url: &str, queue: &str) -> Vec<AmqpMessage> {
     let mut c = Command::new(python);
-    c.arg(script("rabbitmq_queue.py")).args(["read", url, queue]);
+    c.arg(script("rabbitmq_queue.py"))
+        .args(["read", url, queue]);
     let out = run_async(c, String::new()).await;
     serde_json::from_str(&out).expect("rabbitmq_queue.py's JSON")
 }
