@@ -75,8 +75,8 @@
 //! `SIGKILL`. That also covers the shared cluster, which lives in a static and is never
 //! dropped.
 //!
-//! **Brokers for relays** (Unix, features `nats` and `rabbitmq`): [`NatsServer`] starts a
-//! throwaway `nats-server -js`, [`RabbitMqServer`] a throwaway RabbitMQ node, from Debian's
+//! **Brokers for relays** (Unix, features `nats` and `rabbitmq`): `NatsServer` starts a
+//! throwaway `nats-server -js`, `RabbitMqServer` a throwaway RabbitMQ node, from Debian's
 //! packages, on free loopback ports; both can be killed with `SIGKILL` and started again,
 //! and are removed like the clusters.
 //!

@@ -28,7 +28,7 @@
 //! call writes its message to the client's connection and then waits for that message's
 //! acknowledgement, while hundreds of other calls of the same subscription do the same, so
 //! the broker sees a stream of publishes with many acknowledgements outstanding. Relay
-//! subscriptions ([`nats::NatsRelay::subscription`], [`rabbitmq::RabbitMqRelay::subscription`])
+//! subscriptions (`nats::NatsRelay::subscription`, `rabbitmq::RabbitMqRelay::subscription`)
 //! therefore start at a concurrency of [`DEFAULT_CONCURRENCY`]. No acknowledgement is
 //! shared between deliveries: each one's outcome is its own broker's answer.
 #![cfg_attr(not(any(feature = "nats", feature = "rabbitmq")), allow(dead_code))]
