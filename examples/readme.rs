@@ -323,6 +323,38 @@ async fn behind_pgbouncer() -> Result<(), Box<dyn std::error::Error>> {
 // README: end
 
 // README: begin
+use pgbus::relay::nats::NatsRelay;
+use pgbus::relay::rabbitmq::{ExchangeKind, RabbitMqRelay};
+use pgbus::relay::{Destinations, Format};
+
+async fn run_relays(pool: PgPool) -> pgbus::Result<pgbus::DispatcherHandle> {
+    // JetStream: `property.created` goes to `events.property.created` in stream EVENTS,
+    // created if missing with a 2-minute duplicate window.
+    let nats = NatsRelay::builder("nats://127.0.0.1:4222")
+        .destinations(Destinations::prefix("events.").route("audit.*", "audit.all")?)
+        .stream("EVENTS")
+        .create_stream(["events.>", "audit.all"])
+        .connect()
+        .await?;
+    // RabbitMQ: a topic exchange, routing key = event type, structured CloudEvents.
+    let rabbit = RabbitMqRelay::builder("amqp://guest:guest@127.0.0.1:5672/%2f", "events")
+        .declare_exchange(ExchangeKind::Topic)
+        .format(Format::Structured)
+        .build()?;
+    pgbus::Dispatcher::builder(pool)
+        .subscribe(nats.subscription("relay.nats", ["*"]))
+        .subscribe(
+            rabbit
+                .subscription("relay.rabbitmq", ["property.*"])
+                .concurrency(256),
+        )
+        .build()?
+        .start()
+        .await
+}
+// README: end
+
+// README: begin
 use pgbus::Admin;
 use pgbus::admin::{DeadLetterFilter, HealthOptions, Replay, RetryMode, TimeRange};
 

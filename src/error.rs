@@ -143,6 +143,11 @@ pub enum Error {
     #[error("webhook refused: {0}")]
     Webhook(#[from] crate::inbox::WebhookError),
 
+    /// A relay could not connect to its broker or set up its destination (see
+    /// [`RelayError`](crate::relay::RelayError)).
+    #[error("relay: {0}")]
+    Relay(#[from] crate::relay::RelayError),
+
     /// An event catalog is inconsistent (an event type documented twice, a version of 0).
     #[error("invalid event catalog: {0}")]
     Catalog(String),
@@ -172,6 +177,7 @@ impl Error {
                 | Error::Migrate { .. }
                 | Error::SchemaTooNew { .. }
                 | Error::Internal(_)
+                | Error::Relay(_)
         )
     }
 

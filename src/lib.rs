@@ -146,6 +146,10 @@
 //! event catalog, rendered as AsyncAPI 3.0 by `asyncapi` (feature `asyncapi`, JSON Schema
 //! with feature `schema`); `inbox` (feature `inbox`) stores signed webhooks exactly once.
 //!
+//! **Relay to a broker.** [`relay`] has subscriptions whose handler publishes each event to
+//! NATS JetStream (feature `nats`) or RabbitMQ (feature `rabbitmq`) and succeeds only once
+//! the broker confirmed it, deduplicated there by the event id.
+//!
 //! The companion crate `pgbus-testing` starts a throwaway PostgreSQL for tests and examples,
 //! and builds deliveries to unit-test handlers without a database. The repository's
 //! `examples/quickstart.rs` runs all of the above end to end.
@@ -171,6 +175,7 @@ pub mod inbox;
 mod migrate;
 mod publish;
 mod registration;
+pub mod relay;
 mod reserved;
 mod retry;
 mod sql;

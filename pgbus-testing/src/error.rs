@@ -123,6 +123,32 @@ pub enum TestingError {
         log_tail: String,
     },
 
+    /// A broker's server binary (`nats-server`, `rabbitmq-server`, `epmd`) was not found.
+    #[error(
+        "{binary} not found; looked in: {searched}. Install the `{package}` package (e.g. `apt-get install {package}`)"
+    )]
+    BrokerNotFound {
+        /// The binary.
+        binary: &'static str,
+        /// Where it was looked for.
+        searched: String,
+        /// The Debian package that has it.
+        package: &'static str,
+    },
+
+    /// A broker did not start: it exited, or did not say it was ready in time.
+    #[error("{broker} on port {port} did not start: {reason}; log tail:\n{log_tail}")]
+    BrokerNotReady {
+        /// `nats-server` or `rabbitmq-server`.
+        broker: &'static str,
+        /// The port it was started on.
+        port: u16,
+        /// What happened.
+        reason: String,
+        /// The end of its log.
+        log_tail: String,
+    },
+
     /// A statement or connection to the test server failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -78,6 +78,11 @@
 //! `SIGKILL`. That also covers the shared cluster, which lives in a static and is never
 //! dropped.
 //!
+//! **Brokers for relays** (Unix, features `nats` and `rabbitmq`): `NatsServer` starts a
+//! throwaway `nats-server -js`, `RabbitMqServer` a throwaway RabbitMQ node, from Debian's
+//! packages, on free loopback ports; both can be killed with `SIGKILL` and started again,
+//! and are removed like the clusters.
+//!
 //! As root, `initdb` and `postgres` refuse to run, so they (and the guardian) run as the
 //! `postgres` OS user, which must exist (the `postgresql` packages create it).
 #![warn(
@@ -98,6 +103,8 @@ mod unique_name;
 
 #[cfg(unix)]
 mod binaries;
+#[cfg(all(unix, any(feature = "nats", feature = "rabbitmq")))]
+mod broker;
 #[cfg(unix)]
 mod cluster;
 #[cfg(unix)]
@@ -124,6 +131,10 @@ pub use database_url::database_url_from_env;
 pub use delivery::DeliveryBuilder;
 pub use error::TestingError;
 
+#[cfg(all(unix, feature = "nats"))]
+pub use broker::nats::NatsServer;
+#[cfg(all(unix, feature = "rabbitmq"))]
+pub use broker::rabbitmq::RabbitMqServer;
 #[cfg(unix)]
 pub use cluster::Cluster;
 #[cfg(unix)]

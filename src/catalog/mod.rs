@@ -19,8 +19,7 @@
 //! ```
 
 mod event_doc;
-#[cfg(any(test, feature = "asyncapi"))]
-mod pattern;
+pub(crate) mod pattern;
 #[cfg(feature = "schema")]
 mod schema;
 

@@ -7,7 +7,7 @@
 //! already stored reports [`PublishOutcome::Duplicate`] with the original event's id. Its
 //! CloudEvent carries the provider as `source` and the provider's event id as `id`.
 //!
-//! Every refusal is a [`WebhookError`] inside [`Error::Webhook`],
+//! Every refusal is a [`WebhookError`] inside [`Error::Webhook`](crate::Error::Webhook),
 //! returned before anything is written: body over the size limit, missing or malformed
 //! signature header, no matching signature (wrong secret, tampered body), a timestamp
 //! outside the tolerance (a replay), a body that is not a JSON object, no event id or type.
@@ -114,9 +114,9 @@ impl Inbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Webhook`] for a refusal, an event type that is not a pgbus type name
-    /// ([`Error::InvalidEventType`]), the publisher's validation errors; all before
-    /// anything is written. [`Error::Database`] when the write fails.
+    /// [`Error::Webhook`](crate::Error::Webhook) for a refusal, an event type that is not a pgbus type name
+    /// ([`Error::InvalidEventType`](crate::Error::InvalidEventType)), the publisher's validation errors; all before
+    /// anything is written. [`Error::Database`](crate::Error::Database) when the write fails.
     pub async fn receive(
         &self,
         conn: &mut PgConnection,

@@ -55,7 +55,7 @@ impl Rng {
 
 /// Publishes `total` events of type `fault.tick` in batches of 25 (autocommit), spread over
 /// about `over`; returns the ids of the events whose publish returned `Ok`.
-async fn publish_paced(pool: PgPool, total: usize, over: Duration) -> Vec<Uuid> {
+pub async fn publish_paced(pool: PgPool, total: usize, over: Duration) -> Vec<Uuid> {
     const BATCH: usize = 25;
     let publisher = Publisher::new("faults.kill").expect("publisher");
     let batches = total.div_ceil(BATCH);
@@ -98,6 +98,7 @@ async fn killed_workers_lose_no_delivery() {
         batch_size: 25,
         max_attempts: 25,
         poll_interval: Duration::from_millis(250),
+        relay_url: None,
     };
     let mut fleet = Fleet::start(&pool, config, 3).await;
 
@@ -231,6 +232,7 @@ async fn poison_delivery_ends_dead_and_its_neighbours_are_delivered() {
         batch_size: 20,
         max_attempts: MAX_ATTEMPTS,
         poll_interval: Duration::from_millis(100),
+        relay_url: None,
     };
     let mut fleet = Fleet::start(&pool, config, 2).await;
 

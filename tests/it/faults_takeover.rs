@@ -33,6 +33,7 @@ async fn holding_worker(pool: &PgPool, url: &str, subscription: &str, batch: usi
         batch_size: batch,
         max_attempts: 25,
         poll_interval: Duration::from_millis(250),
+        relay_url: None,
     };
     Fleet::start(pool, config, 1).await
 }

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests, one module per concept.
 //!
+//! - [`brokers`]: the relay tests' brokers, and what nats-py and pika read from them.
 //! - [`database`]: fresh test databases, pools, plain `count(*)` queries.
 //! - [`wait`]: bounded polling ([`wait::wait_until`]) and how long "soon" is.
 //! - [`states`]: the delivery states (the only place they are spelled out).
@@ -17,6 +18,7 @@
 //! - [`worker`], [`fleet`]: the fault tests' worker processes, and the set of them a test
 //!   runs and kills.
 
+pub mod brokers;
 pub mod database;
 pub mod deliveries;
 pub mod dispatcher;

@@ -1,5 +1,5 @@
 //! The independent implementations some tests check pgbus against (the Python CloudEvents
-//! SDK and jsonschema, `@asyncapi/parser`, `stripe`), installed by `.ci/tools` into
+//! SDK and jsonschema, the broker clients nats-py and pika, `@asyncapi/parser`, `stripe`), installed by `.ci/tools` into
 //! `target/ci-tools` (or `$PGBUS_TOOLS_DIR`), and the scripts in `tests/tools/` that drive
 //! them.
 //!
@@ -54,9 +54,21 @@ pub fn python() -> Option<PathBuf> {
 
 /// The Python of the tools' virtual environment, if it has `psycopg`.
 pub fn python_psycopg() -> Option<PathBuf> {
+    python_with("psycopg", "Python with psycopg")
+}
+
+/// The Python of the tools' virtual environment, if it has the broker clients `nats-py`
+/// and `pika`.
+pub fn broker_python() -> Option<PathBuf> {
+    python_with("nats, pika", "the Python broker clients nats-py and pika")
+}
+
+/// The Python of the tools' virtual environment, if it can import `modules`; else says
+/// (once) that `what` is missing.
+fn python_with(modules: &str, what: &str) -> Option<PathBuf> {
     let python = dir().join("venv/bin/python");
     let ok = Command::new(&python)
-        .args(["-c", "import psycopg"])
+        .args(["-c", &format!("import {modules}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -64,7 +76,7 @@ pub fn python_psycopg() -> Option<PathBuf> {
     if ok {
         Some(python)
     } else {
-        missing("Python with psycopg");
+        missing(what);
         None
     }
 }

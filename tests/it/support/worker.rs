@@ -12,6 +12,9 @@ use std::io::Read;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pgbus::relay::Destinations;
+use pgbus::relay::nats::NatsRelay;
+use pgbus::relay::rabbitmq::RabbitMqRelay;
 use pgbus::{Delivery, Dispatcher, HandlerError, RawHandler, Subscription};
 use sqlx::PgPool;
 use tokio::process::Command;
@@ -33,6 +36,7 @@ const CONCURRENCY: &str = "PGBUS_FAULT_WORKER_CONCURRENCY";
 const BATCH: &str = "PGBUS_FAULT_WORKER_BATCH";
 const MAX_ATTEMPTS: &str = "PGBUS_FAULT_WORKER_MAX_ATTEMPTS";
 const POLL_MS: &str = "PGBUS_FAULT_WORKER_POLL_MS";
+const RELAY_URL: &str = "PGBUS_FAULT_WORKER_RELAY_URL";
 
 /// What a worker's handlers do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +47,17 @@ pub enum Mode {
     Poison,
     /// Never return: the worker holds whatever it claims until it is killed.
     Hold,
+    /// Relay to the NATS server at `relay_url`: subjects `faults.<type>`, stream `FAULTS`.
+    RelayNats,
+    /// Relay to the RabbitMQ node at `relay_url`: exchange `pgbus.faults`, routing key the
+    /// event type.
+    RelayRabbitMq,
 }
+
+/// The stream the NATS relay workers publish to (subjects `faults.>`).
+pub const FAULT_STREAM: &str = "FAULTS";
+/// The exchange the RabbitMQ relay workers publish to.
+pub const FAULT_EXCHANGE: &str = "pgbus.faults";
 
 /// How workers are set up.
 #[derive(Debug, Clone)]
@@ -57,6 +71,8 @@ pub struct WorkerConfig {
     pub batch_size: usize,
     pub max_attempts: u32,
     pub poll_interval: Duration,
+    /// The broker of the relay modes.
+    pub relay_url: Option<String>,
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -73,7 +89,12 @@ impl WorkerConfig {
             Mode::Record => "record",
             Mode::Poison => "poison",
             Mode::Hold => "hold",
+            Mode::RelayNats => "relay-nats",
+            Mode::RelayRabbitMq => "relay-rabbitmq",
         };
+        if let Some(url) = &self.relay_url {
+            cmd.env(RELAY_URL, url);
+        }
         cmd.env(URL, &self.url)
             .env(MODE, mode)
             .env(SUBS, self.subscriptions.join(","))
@@ -92,6 +113,8 @@ impl WorkerConfig {
             mode: match std::env::var(MODE).as_deref() {
                 Ok("poison") => Mode::Poison,
                 Ok("hold") => Mode::Hold,
+                Ok("relay-nats") => Mode::RelayNats,
+                Ok("relay-rabbitmq") => Mode::RelayRabbitMq,
                 _ => Mode::Record,
             },
             subscriptions: std::env::var(SUBS)
@@ -106,6 +129,7 @@ impl WorkerConfig {
             batch_size: env(BATCH, 50),
             max_attempts: env(MAX_ATTEMPTS, 25),
             poll_interval: Duration::from_millis(env(POLL_MS, 250)),
+            relay_url: std::env::var(RELAY_URL).ok(),
         })
     }
 }
@@ -149,14 +173,16 @@ async fn run(config: WorkerConfig) {
     let pid = std::process::id();
     let dispatch_pool = lazy_pool(&config.url, 6, Duration::from_secs(10));
     let handler_pool = lazy_pool(&config.url, 6, Duration::from_secs(10));
+    let relay = relay_subscriber(&config).await;
     let build = || {
         let mut builder = Dispatcher::builder(dispatch_pool.clone())
             .poll_interval(config.poll_interval)
             .batch_size(config.batch_size)
             .shutdown_timeout(Duration::from_secs(1));
         for name in &config.subscriptions {
-            builder = builder.subscribe(
-                Subscription::raw(
+            let subscription = match &relay {
+                Some(relay) => relay(name),
+                None => Subscription::raw(
                     name.as_str(),
                     [config.pattern.as_str()],
                     WorkerHandler {
@@ -164,10 +190,13 @@ async fn run(config: WorkerConfig) {
                         mode: config.mode,
                         pid,
                     },
-                )
-                .lease(config.lease)
-                .concurrency(config.concurrency)
-                .retry(fault_retry().max_attempts(config.max_attempts)),
+                ),
+            };
+            builder = builder.subscribe(
+                subscription
+                    .lease(config.lease)
+                    .concurrency(config.concurrency)
+                    .retry(fault_retry().max_attempts(config.max_attempts)),
             );
         }
         builder.build().expect("valid worker settings")
@@ -186,6 +215,38 @@ async fn run(config: WorkerConfig) {
     println!("pgbus fault worker {pid} running");
     // Run until killed (or until stdin closes).
     std::future::pending::<()>().await;
+}
+
+type RelaySubscriber = Box<dyn Fn(&str) -> Subscription>;
+
+/// In the relay modes, what makes a relay subscription of a name.
+async fn relay_subscriber(config: &WorkerConfig) -> Option<RelaySubscriber> {
+    let url = config.relay_url.clone().unwrap_or_default();
+    let pattern = config.pattern.clone();
+    match config.mode {
+        Mode::RelayNats => {
+            let relay = NatsRelay::builder(url)
+                .destinations(Destinations::prefix("faults."))
+                .stream(FAULT_STREAM)
+                .ack_timeout(Duration::from_secs(2))
+                .connect()
+                .await
+                .expect("the NATS relay");
+            Some(Box::new(move |name| {
+                relay.subscription(name, [pattern.as_str()])
+            }))
+        }
+        Mode::RelayRabbitMq => {
+            let relay = RabbitMqRelay::builder(url, FAULT_EXCHANGE)
+                .ack_timeout(Duration::from_secs(2))
+                .build()
+                .expect("the RabbitMQ relay");
+            Some(Box::new(move |name| {
+                relay.subscription(name, [pattern.as_str()])
+            }))
+        }
+        _ => None,
+    }
 }
 
 struct WorkerHandler {
