@@ -40,6 +40,15 @@ struct Batch {
     opened: Instant,
 }
 
+/// What a write of outcomes does to the batches: see [`Batches::plan`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The batches it completes, to close.
+    pub(crate) closing: Vec<i64>,
+    /// The open batches to shrink.
+    pub(crate) shrink: Vec<Shrink>,
+}
+
 /// A batch shrunk to the rows after `(txid, id)`: every row up to it has its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Shrink {
@@ -91,51 +100,41 @@ impl Batches {
         self.lock().contains_key(&batch)
     }
 
-    /// The batches that writing the outcomes of `rows` (batch, row) would complete: every
-    /// row of theirs not written yet is among them.
-    pub(crate) fn completed_by(&self, rows: &[(i64, i64)]) -> Vec<i64> {
+    /// What writing the outcomes of `rows` (batch, row) does to their batches: those it
+    /// completes (every row of theirs not written yet is among them) are closed; open ones
+    /// whose leading rows then all have their outcome, by at least [`SHRINK_STEP`] rows more
+    /// than their `pgbus.claims` row knows, are shrunk to start after them.
+    pub(crate) fn plan(&self, rows: &[(i64, i64)]) -> Plan {
         let mut writing: HashMap<i64, HashSet<i64>> = HashMap::new();
         for &(batch, row) in rows {
             writing.entry(batch).or_default().insert(row);
         }
         let open = self.lock();
-        let mut done: Vec<i64> = (writing.into_iter())
-            .filter(|(batch, ids)| open.get(batch).is_some_and(|b| b.rows.is_subset(ids)))
-            .map(|(batch, _)| batch)
-            .collect();
-        done.sort_unstable();
-        done
-    }
-
-    /// The open batches (not among `closing`) whose leading rows all have their outcome once
-    /// `rows` (batch, row) are written, by at least [`SHRINK_STEP`] rows more than their
-    /// `pgbus.claims` row knows: where each now starts.
-    pub(crate) fn shrinks(&self, rows: &[(i64, i64)], closing: &[i64]) -> Vec<Shrink> {
-        let mut writing: HashMap<i64, HashSet<i64>> = HashMap::new();
-        for &(batch, row) in rows {
-            writing.entry(batch).or_default().insert(row);
-        }
-        let open = self.lock();
-        let mut out: Vec<Shrink> = (writing.iter())
-            .filter(|(batch, _)| !closing.contains(batch))
-            .filter_map(|(&batch, ids)| {
-                let b = open.get(&batch)?;
-                let done = |id: &i64| !b.rows.contains(id) || ids.contains(id);
-                let skipped = b.skipped
-                    + (b.order[b.skipped..].iter())
-                        .take_while(|(id, _)| done(id))
-                        .count();
-                let &(id, txid) = b.order.get(skipped.checked_sub(1)?)?;
-                (skipped >= b.skipped + SHRINK_STEP).then_some(Shrink {
+        let mut plan = Plan::default();
+        for (&batch, ids) in &writing {
+            let Some(b) = open.get(&batch) else { continue };
+            if b.rows.is_subset(ids) {
+                plan.closing.push(batch);
+                continue;
+            }
+            let done = |id: &i64| !b.rows.contains(id) || ids.contains(id);
+            let skipped = b.skipped
+                + (b.order[b.skipped..].iter())
+                    .take_while(|(id, _)| done(id))
+                    .count();
+            if skipped >= b.skipped + SHRINK_STEP {
+                let (id, txid) = b.order[skipped - 1];
+                plan.shrink.push(Shrink {
                     batch,
                     txid,
                     id,
                     skipped,
-                })
-            })
-            .collect();
-        out.sort_unstable_by_key(|s| s.batch);
-        out
+                });
+            }
+        }
+        plan.closing.sort_unstable();
+        plan.shrink.sort_unstable_by_key(|s| s.batch);
+        plan
     }
 
     /// After a write: the rows of the batches still held have their outcome, `shrunk` ones
@@ -216,7 +215,7 @@ mod tests {
         batches.open(1, 10, 0, rows);
         let first: Vec<(i64, i64)> = (0..40).map(|id| (1, id)).collect();
         assert!(
-            batches.shrinks(&first[..20], &[]).is_empty(),
+            batches.plan(&first[..20]).shrink.is_empty(),
             "fewer than a step"
         );
         let with_gap: Vec<(i64, i64)> = first
@@ -225,7 +224,7 @@ mod tests {
             .chain((101..140).map(|id| (1, id)))
             .collect();
         assert_eq!(
-            batches.shrinks(&with_gap, &[]),
+            batches.plan(&with_gap).shrink,
             [Shrink {
                 batch: 1,
                 txid: 3,
@@ -234,14 +233,19 @@ mod tests {
             }],
             "row 100 has no outcome: the batch starts after (3, 39)"
         );
-        assert!(
-            batches.shrinks(&with_gap, &[1]).is_empty(),
-            "a closing batch is not shrunk"
+        let all: Vec<(i64, i64)> = with_gap.iter().copied().chain([(1, 100)]).collect();
+        assert_eq!(
+            batches.plan(&all),
+            Plan {
+                closing: vec![1],
+                shrink: vec![]
+            },
+            "a batch completed is closed, not shrunk"
         );
-        let shrunk = batches.shrinks(&with_gap, &[]);
+        let shrunk = batches.plan(&with_gap).shrink;
         batches.written(&with_gap, &[1], &shrunk);
-        assert!(batches.shrinks(&[], &[]).is_empty(), "nothing more is done");
-        assert_eq!(batches.completed_by(&[(1, 100)]), [1]);
+        assert!(batches.plan(&[]).shrink.is_empty(), "nothing more is done");
+        assert_eq!(batches.plan(&[(1, 100)]).closing, [1]);
     }
 
     #[test]
@@ -249,14 +253,14 @@ mod tests {
         let batches = Batches::default();
         batches.open(1, 10, 0, vec![(5, 1), (6, 1), (7, 1)]);
         batches.open(2, 10, 0, vec![(8, 1)]);
-        assert_eq!(batches.completed_by(&[(1, 5), (1, 6)]), Vec::<i64>::new());
+        assert_eq!(batches.plan(&[(1, 5), (1, 6)]).closing, Vec::<i64>::new());
         assert_eq!(
-            batches.completed_by(&[(1, 5), (1, 6), (1, 7), (2, 8)]),
+            batches.plan(&[(1, 5), (1, 6), (1, 7), (2, 8)]).closing,
             [1, 2]
         );
         batches.written(&[(1, 5), (1, 6)], &[1], &[]);
         assert!(batches.is_open(1));
-        assert_eq!(batches.completed_by(&[(1, 7)]), [1]);
+        assert_eq!(batches.plan(&[(1, 7)]).closing, [1]);
         batches.written(&[(1, 7)], &[1], &[]);
         assert!(!batches.is_open(1), "every row written: closed");
         assert!(batches.is_open(2));

@@ -18,38 +18,39 @@ use super::target::{Msg, Target};
 use super::write::{detach, write_log, write_rows};
 use crate::state::DeliveryState;
 
-/// Writes a batch of targets; returns how many were dropped because their lease had passed
-/// to another dispatcher. `part` says which of the two statements to run (rows with a lease
-/// of their own, or log rows in open batches), so that a retry repeats only the failed one.
+/// The targets of a batch by the statement that writes them: rows with a lease of their own
+/// first, then log rows of batches still open (whose outcome goes through the batch).
+fn split<'t>(shared: &Shared, batch: &'t [Target]) -> [(Part, Vec<&'t Target>); 2] {
+    let (log, rows): (Vec<&Target>, Vec<&Target>) = batch
+        .iter()
+        .partition(|t| (t.log.as_ref()).is_some_and(|l| shared.batches.is_open(l.batch)));
+    [(Part::Rows, rows), (Part::Log, log)]
+}
+
+/// Writes one part of a batch of targets (see [`split`]); returns how many were dropped
+/// because their lease had passed to another dispatcher. The parts are written one after
+/// the other, so that a retry repeats only the failed one.
 async fn write(
     shared: &Shared,
     conn: &mut PgConnection,
-    batch: &[Target],
+    targets: &[&Target],
     part: Part,
 ) -> sqlx::Result<usize> {
-    let in_open_batch =
-        |t: &Target| (t.log.as_ref()).is_some_and(|l| shared.batches.is_open(l.batch));
+    if targets.is_empty() {
+        return Ok(0);
+    }
     match part {
         Part::Rows => {
-            let rows: Vec<&Target> = batch.iter().filter(|t| !in_open_batch(t)).collect();
-            if rows.is_empty() {
-                return Ok(0);
-            }
-            let written = write_rows(conn, &rows).await?;
-            Ok(rows.len().saturating_sub(written as usize))
+            let written = write_rows(conn, targets).await?;
+            Ok(targets.len().saturating_sub(written as usize))
         }
         Part::Log => {
-            let log: Vec<&Target> = batch.iter().filter(|t| in_open_batch(t)).collect();
-            if log.is_empty() {
-                return Ok(0);
-            }
-            let pairs: Vec<(i64, i64)> = (log.iter())
+            let pairs: Vec<(i64, i64)> = (targets.iter())
                 .filter_map(|t| Some((t.log.as_ref()?.batch, t.id)))
                 .collect();
-            let closing = shared.batches.completed_by(&pairs);
-            let shrink = shared.batches.shrinks(&pairs, &closing);
-            let written = write_log(shared, conn, &log, &closing, &shrink).await?;
-            shared.batches.written(&pairs, &written.held, &shrink);
+            let plan = shared.batches.plan(&pairs);
+            let written = write_log(shared, conn, targets, &plan.closing, &plan.shrink).await?;
+            shared.batches.written(&pairs, &written.held, &plan.shrink);
             Ok(pairs
                 .iter()
                 .filter(|(b, _)| !written.held.contains(b))
@@ -100,8 +101,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
             Some(Step::Detach) => detach_old(&shared, &mut conn).await,
             Some(Step::Finish(mut last, reply)) => {
                 let mut result = Ok(());
-                for part in [Part::Rows, Part::Log] {
-                    let written = conn.run(async |c| write(&shared, c, &last, part).await);
+                for (part, targets) in split(&shared, &last) {
+                    let written = conn.run(async |c| write(&shared, c, &targets, part).await);
                     if let Err(e) = written.await {
                         result = Err(e);
                     }
@@ -136,11 +137,11 @@ fn gather(msg: Msg, batch: &mut Vec<Target>) -> Option<Step> {
 /// Writes a batch, retrying with backoff until it is written or the shutdown deadline
 /// passed, then forgets it.
 async fn flush(shared: &Shared, conn: &mut KeptConnection, batch: &mut Vec<Target>) {
-    for part in [Part::Rows, Part::Log] {
+    for (part, targets) in split(shared, batch) {
         let mut backoff = Backoff::starting_at(Duration::from_millis(50));
         loop {
             match conn
-                .run(async |c| write(shared, c, batch, part).await)
+                .run(async |c| write(shared, c, &targets, part).await)
                 .await
             {
                 Ok(lost) => {
