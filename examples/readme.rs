@@ -60,7 +60,7 @@ fn with_metadata(event: &PropertyCreated, request_id: &str) -> pgbus::Result<pgb
     Ok(pgbus::NewEvent::from_event(event)?
         .subject(format!("property/{}", event.property_id)) // the entity it is about
         .header("correlation_id", request_id) // correlation ids, traceparent, ...
-        .dedupe_key(format!("property-created/{}", event.property_id)) // at most once
+        .dedupe_key(format!("property-created/{}", event.property_id)) // once per type
         .priority(-1) // smaller runs first (default 0)
         .deliver_at(chrono::Utc::now() + chrono::Duration::minutes(10))) // not before
 }
@@ -355,6 +355,87 @@ async fn run_relays(pool: PgPool) -> pgbus::Result<pgbus::DispatcherHandle> {
 // README: end
 
 // README: begin
+use pgbus::DeadKeyPolicy;
+
+async fn deal_pipeline(pool: PgPool, publisher: &pgbus::Publisher) -> pgbus::Result<()> {
+    // A deal's events run one at a time, in publish order; other deals run in parallel.
+    let dispatcher = Dispatcher::builder(pool.clone())
+        .subscribe(
+            Subscription::raw("crm.deal-pipeline", ["deal.*"], Audit)
+                .ordered()
+                .dead_key_policy(DeadKeyPolicy::Block), // the default
+        )
+        .build()?
+        .start()
+        .await?;
+    let mut tx = pool.begin().await?;
+    for stage in ["qualified", "proposal", "closed_won"] {
+        let data = serde_json::json!({ "deal": 42, "stage": stage });
+        let event = pgbus::NewEvent::raw("deal.stage_changed", data).key("deal/42"); // the key
+        publisher.publish(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    // Keys held back by a retrying delivery or (with DeadKeyPolicy::Block) a dead one.
+    let admin = pgbus::Admin::new(pool);
+    for k in admin.blocked_keys("crm.deal-pipeline", None, 100).await? {
+        println!(
+            "{}: {:?} at delivery {}, {} waiting",
+            k.key, k.blocked_by, k.delivery_id, k.waiting
+        );
+    }
+    dispatcher.shutdown().await?;
+    Ok(())
+}
+// README: end
+
+// README: begin
+use pgbus::TxHandler;
+use sqlx::{Postgres, Transaction};
+
+struct CountListing;
+
+#[pgbus::async_trait]
+impl TxHandler<PropertyCreated> for CountListing {
+    async fn handle(
+        &self,
+        event: PropertyCreated,
+        _delivery: &Delivery,
+        tx: &mut Transaction<'static, Postgres>,
+    ) -> Result<(), HandlerError> {
+        // Not idempotent, and needs not be: this write commits with the delivery's
+        // completion, or not at all.
+        sqlx::query("UPDATE listing_stats SET listed = listed + 1 WHERE property_id = $1")
+            .bind(event.property_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+fn counting() -> Subscription {
+    Subscription::to_tx::<PropertyCreated, _>("stats.count-listings", CountListing)
+}
+// README: end
+
+// README: begin
+use pgbus::{DedupeScope, NewEvent};
+
+fn payment(invoice_id: i64) -> NewEvent {
+    NewEvent::raw(
+        "invoice.paid",
+        serde_json::json!({ "invoice_id": invoice_id }),
+    )
+    .dedupe_key(invoice_id.to_string()) // unique among `invoice.paid` events (default)
+}
+
+fn webhook(provider_event_id: &str) -> NewEvent {
+    NewEvent::raw("stripe.event", serde_json::json!({}))
+        .dedupe_key(format!("stripe:{provider_event_id}"))
+        .dedupe_scope(DedupeScope::Global) // unique whatever the type and the source
+}
+// README: end
+
+// README: begin
 use pgbus::Admin;
 use pgbus::admin::{DeadLetterFilter, HealthOptions, Replay, RetryMode, TimeRange};
 
@@ -380,6 +461,47 @@ async fn operate(pool: PgPool) -> pgbus::Result<()> {
     // For a probe: schema current, dispatchers alive, no subscription lagging.
     let health = admin.health(&HealthOptions::default()).await;
     println!("healthy: {} {:?}", health.healthy, health.problems);
+    Ok(())
+}
+// README: end
+
+// README: begin
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+async fn serve_metrics(dispatcher: pgbus::DispatcherBuilder) -> anyhow::Result<()> {
+    // Before the dispatcher starts: pgbus records into the recorder the facade has.
+    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let _running = dispatcher.build()?.start().await?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(prometheus.render())),
+    );
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:9100").await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+// README: end
+
+// README: begin
+use opentelemetry::trace::TracerProvider;
+use tracing::Instrument;
+use tracing_subscriber::layer::SubscriberExt;
+
+async fn traced(pool: &PgPool, publisher: &pgbus::Publisher) -> anyhow::Result<()> {
+    // Any OpenTelemetry tracer provider (here the SDK's, with an exporter of your choice).
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("listings"));
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(otel))?;
+
+    // Published inside a span: the event carries its traceparent, and the subscribers'
+    // `pgbus.deliver` spans (and the handlers' own spans under them) join this trace.
+    let event = pgbus::NewEvent::raw("property.created", serde_json::json!({"id": 7}));
+    let mut tx = pool.begin().await?;
+    publisher
+        .publish(&mut tx, event)
+        .instrument(tracing::info_span!("create_property"))
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
 // README: end

@@ -9,6 +9,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::dedupe::DedupeScope;
 use crate::error::{Error, Result};
 use crate::version::{self, DecodeError, VERSION_HEADER, VersionedPayload};
 
@@ -82,6 +83,7 @@ pub struct NewEvent {
     pub(crate) key: Option<String>,
     pub(crate) headers: BTreeMap<String, String>,
     pub(crate) dedupe_key: Option<String>,
+    pub(crate) dedupe_scope: DedupeScope,
     pub(crate) priority: i16,
     pub(crate) deliver_at: Option<DateTime<Utc>>,
 }
@@ -98,6 +100,7 @@ impl NewEvent {
             key: None,
             headers: BTreeMap::new(),
             dedupe_key: None,
+            dedupe_scope: DedupeScope::EventType,
             priority: 0,
             deliver_at: None,
         }
@@ -146,10 +149,18 @@ impl NewEvent {
         self
     }
 
-    /// Publishing a second event with the same dedupe key writes nothing and reports
-    /// [`PublishOutcome::Duplicate`](crate::PublishOutcome::Duplicate). Default: none.
+    /// Publishing a second event with the same dedupe key in the same scope (see
+    /// [`dedupe_scope`](Self::dedupe_scope)) writes nothing and reports
+    /// [`PublishOutcome::Duplicate`](crate::PublishOutcome::Duplicate), for as long as the
+    /// key is kept (the dispatcher's dedupe retention). Default: none.
     pub fn dedupe_key(mut self, key: impl Into<String>) -> Self {
         self.dedupe_key = Some(key.into());
+        self
+    }
+
+    /// Within what the dedupe key is unique. Default: [`DedupeScope::EventType`].
+    pub fn dedupe_scope(mut self, scope: DedupeScope) -> Self {
+        self.dedupe_scope = scope;
         self
     }
 

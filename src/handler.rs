@@ -193,6 +193,18 @@ pub(crate) enum Failure {
     Decode(String),
 }
 
+impl Failure {
+    /// The payload of `delivery` does not decode as `E`.
+    pub(crate) fn undecodable<E>(delivery: &Delivery, e: impl fmt::Display) -> Self {
+        Failure::Decode(format!(
+            "cannot deserialize event {} of type {:?} as {}: {e}",
+            delivery.event.id,
+            delivery.event.event_type,
+            std::any::type_name::<E>()
+        ))
+    }
+}
+
 pub(crate) struct Typed<E, H> {
     pub(crate) handler: H,
     pub(crate) _event: PhantomData<fn() -> E>,
@@ -201,14 +213,8 @@ pub(crate) struct Typed<E, H> {
 #[async_trait]
 impl<E: Event, H: Handler<E>> ErasedHandler for Typed<E, H> {
     async fn call(&self, delivery: &Delivery) -> Result<(), Failure> {
-        let event = delivery.event.decode::<E>().map_err(|e| {
-            Failure::Decode(format!(
-                "cannot deserialize event {} of type {:?} as {}: {e}",
-                delivery.event.id,
-                delivery.event.event_type,
-                std::any::type_name::<E>()
-            ))
-        })?;
+        let event =
+            (delivery.event.decode::<E>()).map_err(|e| Failure::undecodable::<E>(delivery, e))?;
         self.handler
             .handle(event, delivery)
             .await

@@ -56,7 +56,9 @@
 //!
 //! **Handle events.** A [`Handler`] gets the decoded event and the [`Delivery`] (its id,
 //! attempt number and envelope). Delivery is at least once, so make handlers idempotent
-//! with the delivery or event id. Any error returned with `?` is retried with backoff;
+//! with the delivery or event id, or, when their effects are writes to the same database,
+//! make them a [`TxHandler`]: its writes commit with the delivery's completion, exactly
+//! once. Any error returned with `?` is retried with backoff;
 //! [`HandlerError::retry_after`] picks the delay, [`HandlerError::permanent`] gives up at
 //! once (the delivery is dead).
 //!
@@ -166,6 +168,7 @@ pub mod admin;
 pub mod asyncapi;
 pub mod catalog;
 pub mod cloudevents;
+mod dedupe;
 mod dispatcher;
 mod error;
 mod event;
@@ -173,6 +176,7 @@ mod handler;
 #[cfg(feature = "inbox")]
 pub mod inbox;
 mod migrate;
+mod ordering;
 mod publish;
 mod registration;
 pub mod relay;
@@ -181,6 +185,8 @@ mod retry;
 mod sql;
 mod state;
 mod subscription;
+mod telemetry;
+mod tx_handler;
 mod validate;
 mod version;
 mod wake;
@@ -188,7 +194,9 @@ mod wake;
 pub use admin::Admin;
 pub use error::{Error, Result};
 pub use migrate::migrate;
+pub use ordering::DeadKeyPolicy;
 
+pub use dedupe::DedupeScope;
 pub use dispatcher::{Dispatcher, DispatcherBuilder, DispatcherHandle, ShutdownReport};
 pub use event::{Event, EventEnvelope, IntoNewEvent, MAX_TEXT_LEN, MAX_TYPE_LEN, NewEvent};
 pub use handler::{Delivery, Handler, HandlerError, RawHandler};
@@ -197,6 +205,7 @@ pub use retry::RetryPolicy;
 pub use state::DeliveryState;
 pub use subscription::{MAX_SUBSCRIPTION_NAME_LEN, Subscription};
 pub use tokio_util::sync::CancellationToken;
+pub use tx_handler::{RawTxHandler, TxHandler};
 pub use version::{DecodeError, VERSION_HEADER, VersionedPayload};
 
 #[doc(no_inline)]

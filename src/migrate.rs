@@ -53,6 +53,31 @@ const MIGRATIONS: &[Migration] = &[
         name: "0008_row_change_trigger.sql",
         sql: include_str!("../migrations/0008_row_change_trigger.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_claims_ring.sql",
+        sql: include_str!("../migrations/0009_claims_ring.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "0010_ordered.sql",
+        sql: include_str!("../migrations/0010_ordered.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "0011_tx_handlers_dedupe_scope.sql",
+        sql: include_str!("../migrations/0011_tx_handlers_dedupe_scope.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "0012_operating.sql",
+        sql: include_str!("../migrations/0012_operating.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "0013_lane_claimed_at.sql",
+        sql: include_str!("../migrations/0013_lane_claimed_at.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

@@ -14,6 +14,8 @@ pub(crate) async fn register(conn: &mut PgConnection, subs: &[Subscription]) -> 
     let mut names = Vec::with_capacity(subs.len());
     let mut patterns = Vec::with_capacity(subs.len());
     let mut likes = Vec::with_capacity(subs.len());
+    let ordered: Vec<bool> = subs.iter().map(|s| s.ordered).collect();
+    let dead_blocks: Vec<bool> = subs.iter().map(|s| s.dead_key.blocks()).collect();
     for s in subs {
         names.push(s.name.as_str());
         // Arrays of arrays must be rectangular in PostgreSQL: pass each list as one text
@@ -26,16 +28,32 @@ pub(crate) async fn register(conn: &mut PgConnection, subs: &[Subscription]) -> 
             .collect();
         likes.push(serde_json::Value::from(like).to_string());
     }
-    let changed: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(sql::REGISTER_SUBSCRIPTIONS)
+    type Changed = (String, Option<Vec<String>>, Option<bool>, i64);
+    let changed: Vec<Changed> = sqlx::query_as(sql::REGISTER_SUBSCRIPTIONS)
         .bind(&names)
         .bind(&patterns)
         .bind(&likes)
+        .bind(&ordered)
+        .bind(&dead_blocks)
         .fetch_all(conn)
         .await?;
-    for (name, previous) in changed {
+    for (name, previous, was_ordered, unordered) in changed {
         let Some(sub) = subs.iter().find(|s| s.name == name) else {
             continue;
         };
+        if was_ordered.is_some_and(|o| o != sub.ordered) {
+            tracing::warn!(
+                subscription = %name,
+                ordered = sub.ordered,
+                unordered,
+                "pgbus: subscription ordering changed by this dispatcher (the last one started \
+                 wins); it applies to deliveries published from now on"
+            );
+        }
+        let previous = previous.filter(|p| *p != sub.patterns);
+        if was_ordered.is_some() && previous.is_none() {
+            continue;
+        }
         match previous {
             None => tracing::info!(
                 subscription = %name,

@@ -1,10 +1,20 @@
 //! Every SQL statement pgbus runs, one file each under `src/sql/`, named after the operation.
 //! Each file starts with a header naming its parameters (`$1`, `$2`, ...).
+//!
+//! The statements that run per publish, claim and completion read their parameters through
+//! scalar subqueries, `(SELECT $1::uuid[])`. PostgreSQL plans a prepared statement for its
+//! parameters' values ("custom plans") as long as that looks cheaper than its one generic
+//! plan, and with the values in hand it always looks cheaper: the size of every array and
+//! the value of every flag are known. So these statements were planned again on every call,
+//! and planning cost more than running (a publish of one event: 0.30 ms planning, 0.16 ms
+//! running). Behind a subquery the values are unknown to the planner in both plans, which
+//! then cost the same, and the generic plan, planned once per connection, is kept.
 
 /// Declares one constant per statement file.
 macro_rules! statements {
-    ($($name:ident = $file:literal;)*) => {
+    ($($(#[$meta:meta])* $name:ident = $file:literal;)*) => {
         $(
+            $(#[$meta])*
             #[doc = concat!("`src/sql/", $file, "`")]
             pub(crate) const $name: &str = include_str!(concat!("sql/", $file));
         )*
@@ -19,14 +29,22 @@ statements! {
     REGISTER_SERVED = "register_served.sql";
     CLAIM = "claim.sql";
     CLAIM_LOG = "claim_log.sql";
+    CLAIM_ORDERED = "claim_ordered.sql";
     COMPLETE_LOG = "complete_log.sql";
     CLOSE_CLAIMS = "close_claims.sql";
     DETACH_CLAIMS = "detach_claims.sql";
     SWEEP_CLAIMS = "sweep_claims.sql";
     LOG_ROTATE = "log_rotate.sql";
+    CLAIMS_ROTATE = "claims_rotate.sql";
+    LOG_EVACUATE = "log_evacuate.sql";
     PRUNE_CLAIMS = "prune_claims.sql";
     SOLO_DUE = "solo_due.sql";
     COMPLETE = "complete.sql";
+    COMPLETE_TX = "complete_tx.sql";
+    PRUNE_TX_DONE = "prune_tx_done.sql";
+    PRUNE_DEDUPE_KEYS = "prune_dedupe_keys.sql";
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    METRICS_GAUGES = "metrics_gauges.sql";
     EXTEND_LEASES = "extend_leases.sql";
     PRUNE_EVENTS = "prune_events.sql";
     PRUNE_DONE = "prune_done.sql";
@@ -48,6 +66,8 @@ statements! {
     REAP_DISPATCHER = "reap_dispatcher.sql";
     // The admin API (src/admin/).
     ADMIN_SUBSCRIPTIONS = "admin_subscriptions.sql";
+    ADMIN_SUBSCRIPTION_ORDERED = "admin_subscription_ordered.sql";
+    ADMIN_BLOCKED_KEYS = "admin_blocked_keys.sql";
     ADMIN_SUBSCRIPTION_COUNTS = "admin_subscription_counts.sql";
     ADMIN_PAUSE = "admin_pause.sql";
     ADMIN_RESUME = "admin_resume.sql";

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::handler::{ErasedHandler, Handler, Raw, RawHandler, Typed};
+use crate::handler::{Handler, Raw, RawHandler, Typed};
+use crate::ordering::DeadKeyPolicy;
 use crate::retry::RetryPolicy;
+use crate::tx_handler::{Handling, RawTx, RawTxHandler, TxHandler, TypedTx};
 use crate::validate;
 
 /// Longest subscription name, in bytes.
@@ -48,11 +50,13 @@ pub const MAX_SUBSCRIPTION_NAME_LEN: usize = 200;
 pub struct Subscription {
     pub(crate) name: String,
     pub(crate) patterns: Vec<String>,
-    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) handler: Handling,
     pub(crate) concurrency: usize,
     pub(crate) retry: RetryPolicy,
     pub(crate) handler_timeout: Duration,
     pub(crate) lease: Duration,
+    pub(crate) ordered: bool,
+    pub(crate) dead_key: DeadKeyPolicy,
 }
 
 impl fmt::Debug for Subscription {
@@ -64,6 +68,8 @@ impl fmt::Debug for Subscription {
             .field("retry", &self.retry)
             .field("handler_timeout", &self.handler_timeout)
             .field("lease", &self.lease)
+            .field("ordered", &self.ordered)
+            .field("dead_key", &self.dead_key)
             .finish_non_exhaustive()
     }
 }
@@ -74,10 +80,38 @@ impl Subscription {
         Self::with_handler(
             name.into(),
             vec![E::TYPE.to_owned()],
-            Arc::new(Typed {
+            Handling::Plain(Arc::new(Typed {
                 handler,
                 _event: PhantomData,
-            }),
+            })),
+        )
+    }
+
+    /// A subscription to the typed event `E` (pattern `E::TYPE`), handled by a
+    /// transactional handler: its writes and the delivery's completion commit together (see
+    /// [`TxHandler`]).
+    pub fn to_tx<E: Event, H: TxHandler<E>>(name: impl Into<String>, handler: H) -> Self {
+        Self::with_handler(
+            name.into(),
+            vec![E::TYPE.to_owned()],
+            Handling::Tx(Arc::new(TypedTx {
+                handler,
+                _event: PhantomData,
+            })),
+        )
+    }
+
+    /// A subscription to every event type matching one of `patterns`, handled raw by a
+    /// transactional handler (see [`TxHandler`]).
+    pub fn raw_tx<H: RawTxHandler>(
+        name: impl Into<String>,
+        patterns: impl IntoIterator<Item = impl Into<String>>,
+        handler: H,
+    ) -> Self {
+        Self::with_handler(
+            name.into(),
+            patterns.into_iter().map(Into::into).collect(),
+            Handling::Tx(Arc::new(RawTx(handler))),
         )
     }
 
@@ -90,11 +124,11 @@ impl Subscription {
         Self::with_handler(
             name.into(),
             patterns.into_iter().map(Into::into).collect(),
-            Arc::new(Raw(handler)),
+            Handling::Plain(Arc::new(Raw(handler))),
         )
     }
 
-    fn with_handler(name: String, patterns: Vec<String>, handler: Arc<dyn ErasedHandler>) -> Self {
+    fn with_handler(name: String, patterns: Vec<String>, handler: Handling) -> Self {
         Subscription {
             name,
             patterns,
@@ -103,12 +137,19 @@ impl Subscription {
             retry: RetryPolicy::default(),
             handler_timeout: Duration::from_secs(300),
             lease: Duration::from_secs(30),
+            ordered: false,
+            dead_key: DeadKeyPolicy::Block,
         }
     }
 
     /// The subscription's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether its handler runs in a transaction ([`TxHandler`], [`RawTxHandler`]).
+    pub fn is_transactional(&self) -> bool {
+        matches!(self.handler, Handling::Tx(_))
     }
 
     /// Most handlers of this subscription running at once in one dispatcher. Default: 32.
@@ -137,6 +178,26 @@ impl Subscription {
     /// ≥ 1 s.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// Orders the deliveries per event key: those whose events share a key run one at a
+    /// time, in publish order, across all dispatchers; different keys run in parallel, and
+    /// deliveries of events without a key are unordered. A retrying delivery holds back only
+    /// its own key; a dead one holds it as the [dead-key policy](Self::dead_key_policy) says.
+    /// Default: unordered. See the README's "Ordering" section for what it costs.
+    ///
+    /// Like the patterns, this is registered when the dispatcher starts (the dispatcher
+    /// started last wins) and applies to the deliveries published from then on.
+    pub fn ordered(mut self) -> Self {
+        self.ordered = true;
+        self
+    }
+
+    /// What an ordered subscription does with a key whose delivery went dead. Default:
+    /// [`DeadKeyPolicy::Block`]. Applies only to an [ordered](Self::ordered) subscription.
+    pub fn dead_key_policy(mut self, policy: DeadKeyPolicy) -> Self {
+        self.dead_key = policy;
         self
     }
 

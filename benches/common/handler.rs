@@ -74,6 +74,14 @@ impl Counter {
     pub fn count(&self) -> usize {
         self.done.load(Ordering::SeqCst)
     }
+
+    /// Counts one handler run.
+    pub fn hit(&self) {
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        if done >= self.target.load(Ordering::SeqCst) {
+            self.reached.notify_waiters();
+        }
+    }
 }
 
 /// A no-op handler over a shared [`Counter`].

@@ -1,6 +1,7 @@
 //! Shared by the `throughput`, `soak` and `peer_driver` benches: the server and fresh databases
 //! ([`server`]), the machine and server description ([`describe`]), the environment
-//! ([`env`]), dispatcher settings ([`tuning`]), the no-op handler ([`handler`]), publishing and
+//! ([`env`]), dispatcher settings ([`tuning`]), the no-op handler ([`handler`]), handlers that write
+//! one row ([`effect`]), publishing and
 //! checking ([`queue`]), percentiles and number formats ([`stats`]), result files ([`files`])
 //! and SVG plots ([`plot`]).
 //!
@@ -8,6 +9,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod describe;
+pub mod effect;
 pub mod env;
 pub mod files;
 pub mod handler;
@@ -18,6 +20,7 @@ pub mod stats;
 pub mod tuning;
 
 pub use describe::*;
+pub use effect::*;
 pub use env::*;
 pub use files::*;
 pub use handler::*;

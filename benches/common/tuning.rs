@@ -44,7 +44,15 @@ impl Tuning {
     }
 
     pub fn subscription(&self, name: &str, handler: impl RawHandler) -> Subscription {
-        let sub = Subscription::raw(name, [EVENT_TYPE], handler);
+        self.tuned(Subscription::raw(name, [EVENT_TYPE], handler))
+    }
+
+    /// A subscription with a transactional handler.
+    pub fn tx_subscription(&self, name: &str, handler: impl pgbus::RawTxHandler) -> Subscription {
+        self.tuned(Subscription::raw_tx(name, [EVENT_TYPE], handler))
+    }
+
+    fn tuned(&self, sub: Subscription) -> Subscription {
         match self.concurrency {
             Some(c) => sub.concurrency(c),
             None => sub,

@@ -2,15 +2,22 @@
 //! broker holds every event afterwards.
 
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use pgbus::relay::Destinations;
 use pgbus::relay::nats::NatsRelay;
 use pgbus::relay::rabbitmq::{ExchangeKind, RabbitMqRelay};
 use pgbus_testing::{NatsServer, RabbitMqServer};
 use serde_json::Value;
 
-use super::common::Res;
-use super::{SUB, Settings, drain};
+use pgbus::Subscription;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pgbus::EventEnvelope;
+
+use super::common::{Counter, EVENT_TYPE, Res};
+use super::{Counted, SUB, Settings, counted_in_flight, drain, in_flight_mean, sample_in_flight};
 
 fn version(cmd: &str, arg: &str) -> String {
     std::process::Command::new(cmd)
@@ -32,11 +39,15 @@ pub async fn nats(server: &super::common::Server, settings: &Settings) -> Res<Va
         "{} -js, file storage, 127.0.0.1",
         version("nats-server", "--version")
     );
+    let counter = Counter::new(settings.n);
+    let subscription =
+        Subscription::raw(SUB, [EVENT_TYPE], Counted(relay.clone(), counter.clone()));
     let mut scenario = drain(
         server,
         settings,
         "nats",
-        relay.subscription(SUB, [super::common::EVENT_TYPE]),
+        subscription,
+        &counter,
         Some(broker),
     )
     .await?;
@@ -50,68 +61,182 @@ pub async fn nats(server: &super::common::Server, settings: &Settings) -> Res<Va
     Ok(scenario)
 }
 
+/// A throwaway RabbitMQ node with the bench's topology: durable topic exchange `bench`,
+/// durable queue `bench` bound with `#`; a connection and channel of its own for the check.
+struct Rabbit {
+    server: RabbitMqServer,
+    connection: lapin::Connection,
+    channel: lapin::Channel,
+    relay: RabbitMqRelay,
+}
+
+impl Rabbit {
+    async fn start(settings: &Settings) -> Res<Rabbit> {
+        let server = RabbitMqServer::start().await?;
+        let url = server.url();
+        let connection = lapin::Connection::connect(&url, Default::default()).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .exchange_declare(
+                "bench".into(),
+                ExchangeKind::Topic,
+                lapin::options::ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let mut arguments = FieldTable::default();
+        if let Some(version) = settings.queue_version {
+            arguments.insert("x-queue-version".into(), AMQPValue::LongInt(version));
+        }
+        if settings.lazy_queue {
+            arguments.insert("x-queue-mode".into(), AMQPValue::LongString("lazy".into()));
+        }
+        channel
+            .queue_declare("bench".into(), durable, arguments)
+            .await?;
+        channel
+            .queue_bind(
+                "bench".into(),
+                "bench".into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let relay = RabbitMqRelay::builder(&url, "bench")
+            .channels(settings.channels)
+            .build()?;
+        Ok(Rabbit {
+            server,
+            connection,
+            channel,
+            relay,
+        })
+    }
+
+    fn describe(settings: &Settings) -> String {
+        let mut queue = match settings.queue_version {
+            Some(v) => format!("one durable classic queue (version {v})"),
+            None => "one durable classic queue".to_owned(),
+        };
+        if settings.lazy_queue {
+            queue.push_str(", lazy");
+        }
+        format!(
+            "rabbitmq-server {}, persistent messages, {queue}, 127.0.0.1",
+            rabbitmq_version()
+        )
+    }
+
+    /// Checks that the queue holds at least `n` messages, and stops the node.
+    async fn check_and_stop(self, n: usize, scenario: &mut Value) -> Res<()> {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..Default::default()
+        };
+        let queue = self
+            .channel
+            .queue_declare("bench".into(), passive, FieldTable::default())
+            .await?;
+        let stored = queue.message_count();
+        if (stored as usize) < n {
+            return Err(format!("the queue holds {stored} messages, fewer than {n}").into());
+        }
+        scenario["broker_messages"] = stored.into();
+        let _ = self.connection.close(200, "bench done".into()).await;
+        self.server.stop();
+        Ok(())
+    }
+}
+
+/// The Debian package's version, if dpkg knows it.
+fn rabbitmq_version() -> String {
+    std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "rabbitmq-server"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "(Debian package)".to_owned())
+}
+
 pub async fn rabbitmq(server: &super::common::Server, settings: &Settings) -> Res<Value> {
-    let rabbit = RabbitMqServer::start().await?;
-    let url = rabbit.url();
-    let connection = lapin::Connection::connect(&url, Default::default()).await?;
-    let channel = connection.create_channel().await?;
-    channel
-        .exchange_declare(
-            "bench".into(),
-            ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare("bench".into(), durable, FieldTable::default())
-        .await?;
-    channel
-        .queue_bind(
-            "bench".into(),
-            "bench".into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let relay = RabbitMqRelay::builder(&url, "bench")
-        .channels(settings.channels)
-        .build()?;
-    let broker = "rabbitmq-server (Debian package), persistent messages, one durable classic queue, 127.0.0.1";
+    let rabbit = Rabbit::start(settings).await?;
+    let counter = Counter::new(settings.n);
+    let handler = Counted(rabbit.relay.clone(), counter.clone());
+    let subscription = Subscription::raw(SUB, [EVENT_TYPE], handler);
+    let broker = Rabbit::describe(settings);
     let mut scenario = drain(
         server,
         settings,
         "rabbitmq",
-        relay.subscription(SUB, [super::common::EVENT_TYPE]),
-        Some(broker.to_owned()),
+        subscription,
+        &counter,
+        Some(broker),
     )
     .await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        durable: true,
-        ..Default::default()
-    };
-    let queue = channel
-        .queue_declare("bench".into(), passive, FieldTable::default())
-        .await?;
-    let stored = queue.message_count();
-    if (stored as usize) < settings.n {
-        return Err(format!(
-            "the queue holds {stored} messages, fewer than {}",
-            settings.n
-        )
-        .into());
+    rabbit.check_and_stop(settings.n, &mut scenario).await?;
+    Ok(scenario)
+}
+
+/// The relay without the dispatcher: `RabbitMqRelay::relay` for `n` events held in memory,
+/// `concurrency` calls at a time, each its own task (as the dispatcher runs handlers).
+pub async fn rabbitmq_direct(settings: &Settings) -> Res<Value> {
+    let rabbit = Rabbit::start(settings).await?;
+    let events: Vec<Arc<EventEnvelope>> = (0..settings.n)
+        .map(|seq| {
+            Arc::new(EventEnvelope {
+                id: uuid::Uuid::now_v7(),
+                event_type: EVENT_TYPE.to_owned(),
+                source: "pgbus-bench".to_owned(),
+                subject: None,
+                key: None,
+                data: serde_json::json!({ "seq": seq }),
+                headers: Default::default(),
+                created_at: chrono::Utc::now(),
+            })
+        })
+        .collect();
+    // Connects (the first call), outside the timing.
+    let warm = Arc::new(EventEnvelope {
+        id: uuid::Uuid::now_v7(),
+        ..(*events[0]).clone()
+    });
+    rabbit.relay.relay(&warm).await?;
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.concurrency));
+    let (sampler, in_flight) = sample_in_flight();
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for event in events {
+        let permit = permits.clone().acquire_owned().await?;
+        let relay = rabbit.relay.clone();
+        tasks.spawn(async move {
+            counted_in_flight(relay.relay(&event)).await?;
+            drop(permit);
+            Ok::<_, pgbus::relay::RelayError>(())
+        });
     }
-    scenario["broker_messages"] = stored.into();
-    let _ = connection.close(200, "bench done".into()).await;
-    rabbit.stop();
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    sampler.abort();
+    let mut scenario = serde_json::json!({
+        "id": "rabbitmq-direct",
+        "n": settings.n,
+        "secs": secs,
+        "events_per_s": settings.n as f64 / secs,
+        "in_flight_mean": in_flight_mean(&in_flight),
+        "broker": Rabbit::describe(settings),
+    });
+    rabbit.check_and_stop(settings.n + 1, &mut scenario).await?;
     Ok(scenario)
 }

@@ -1,5 +1,7 @@
-//! `drain` (one subscription), `fanout` (three subscriptions) and `pinned` (a drain while a
-//! REPEATABLE READ snapshot holds the xmin horizon back).
+//! `drain` (one subscription), `fanout` (three subscriptions), `drain_insert` and `drain_tx`
+//! (one subscription whose handler inserts one row: in autocommit, or in the delivery's
+//! transaction) and `pinned` (a drain while a REPEATABLE READ snapshot holds the xmin horizon
+//! back).
 
 use std::time::{Duration, Instant};
 
@@ -18,10 +20,33 @@ fn sub_names(subs: usize) -> Vec<String> {
     }
 }
 
+/// What the drained subscriptions' handler does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Nothing.
+    Noop,
+    /// Inserts one row in autocommit (a plain handler).
+    Insert,
+    /// Inserts one row in the delivery's transaction (a transactional handler).
+    TxInsert,
+}
+
+impl Work {
+    fn describe(self) -> &'static str {
+        match self {
+            Work::Noop => "no-op handler",
+            Work::Insert => "plain handler inserting one row",
+            Work::TxInsert => "transactional handler inserting one row",
+        }
+    }
+}
+
 /// One drain: `handled_secs` when the handler had run N times, `secs` when no row was open.
 struct DrainRun {
     secs: f64,
     handled_secs: f64,
+    /// CPU seconds this process (dispatcher and handlers) used over `secs` (Linux).
+    cpu_secs: Option<f64>,
     deliveries: usize,
     preenqueue_rate: f64,
     dead_after: Option<Value>,
@@ -29,9 +54,11 @@ struct DrainRun {
     pinned: Option<Value>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn drain_once(
     server: &Server,
     tuning: &Tuning,
+    work: Work,
     subs: usize,
     n: usize,
     measure_dead: bool,
@@ -43,17 +70,22 @@ async fn drain_once(
     {
         let pool = server.pool(DB, 2).await?;
         register(&pool, &name_refs).await?;
+        if work != Work::Noop {
+            create_effects(&pool).await?;
+        }
         let (_, wall) = enqueue_batches(&pool, n).await?;
         pool.close().await;
         let pre = n as f64 / wall.as_secs_f64();
         server.settle(DB).await?;
-        drain_run_inner(server, tuning, &names, n, pre, measure_dead, pin_cap).await
+        drain_run_inner(server, tuning, work, &names, n, pre, measure_dead, pin_cap).await
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn drain_run_inner(
     server: &Server,
     tuning: &Tuning,
+    work: Work,
     names: &[String],
     n: usize,
     preenqueue_rate: f64,
@@ -95,11 +127,16 @@ async fn drain_run_inner(
     let counter = Counter::new(total);
     let subs = names
         .iter()
-        .map(|name| tuning.subscription(name, Noop(counter.clone())))
+        .map(|name| match work {
+            Work::Noop => tuning.subscription(name, Noop(counter.clone())),
+            Work::Insert => tuning.subscription(name, InsertEffect(counter.clone(), pool.clone())),
+            Work::TxInsert => tuning.tx_subscription(name, TxInsertEffect(counter.clone())),
+        })
         .collect();
     let dispatcher = tuning.dispatcher(&pool, subs)?;
 
     let t0 = Instant::now();
+    let cpu0 = process_cpu_secs();
     let handle = dispatcher.start().await?;
     let timeout = Duration::from_secs(600);
     if !counter.wait(timeout).await {
@@ -112,6 +149,7 @@ async fn drain_run_inner(
     let handled_secs = t0.elapsed().as_secs_f64();
     wait_no_pending(&mut checker, timeout).await?;
     let secs = t0.elapsed().as_secs_f64();
+    let cpu_secs = process_cpu_secs().zip(cpu0).map(|(b, a)| b - a);
 
     let statements = if pgss {
         top_statements(&mut checker).await.ok()
@@ -148,6 +186,7 @@ async fn drain_run_inner(
     Ok(DrainRun {
         secs,
         handled_secs,
+        cpu_secs,
         deliveries: total,
         preenqueue_rate,
         dead_after,
@@ -159,19 +198,21 @@ async fn drain_run_inner(
 pub async fn scenario(
     server: &Server,
     tuning: &Tuning,
+    work: Work,
     id: &str,
     subs: usize,
     n: usize,
     runs: usize,
 ) -> Res<Value> {
     progress(format!(
-        "{id}: {n} events × {subs} subscription(s) pending, one in-process dispatcher, {runs} run(s)"
+        "{id}: {n} events × {subs} subscription(s) pending, {}, one in-process dispatcher, {runs} run(s)",
+        work.describe()
     ));
     let mut rates = Vec::new();
     let mut details = Vec::new();
     let mut statements = None;
     for run in 0..runs {
-        let r = drain_once(server, tuning, subs, n, run == 0, None).await?;
+        let r = drain_once(server, tuning, work, subs, n, run == 0, None).await?;
         let rate = r.deliveries as f64 / r.secs;
         progress(format!(
             "  run {}: {} deliveries in {:.2} s (handler ran N times after {:.2} s) = {} deliveries/s (pre-enqueue {} events/s)",
@@ -186,9 +227,16 @@ pub async fn scenario(
             print_statements(s);
             statements.get_or_insert_with(|| s.clone());
         }
+        let cpu_us = r
+            .cpu_secs
+            .map(|c| (c * 1e6 / r.deliveries as f64 * 10.0).round() / 10.0);
+        if let Some(us) = cpu_us {
+            progress(format!("  this process's CPU: {us} µs per delivery"));
+        }
         rates.push(rate.round());
         details.push(json!({
             "deliveries": r.deliveries, "secs": round3(r.secs),
+            "cpu_secs": r.cpu_secs.map(round3), "cpu_us_per_delivery": cpu_us,
             "handler_done_secs": round3(r.handled_secs), "rate": rate.round(),
             "preenqueue_events_per_s": r.preenqueue_rate.round(), "dead_after": r.dead_after,
         }));
@@ -197,7 +245,7 @@ pub async fn scenario(
     Ok(json!({
         "id": id,
         "name": if subs == 1 {
-            format!("drain: {} pending, 1 subscription, no-op handler", thousands(n as f64))
+            format!("drain: {} pending, 1 subscription, {}", thousands(n as f64), work.describe())
         } else {
             format!("fan-out drain: {} events × {subs} subscriptions", thousands(n as f64))
         },
@@ -225,7 +273,7 @@ pub async fn pinned(
         "pinned: drain of {n} while a REPEATABLE READ snapshot is held (cap {:?})",
         cap
     ));
-    let r = drain_once(server, tuning, 1, n, false, Some(cap)).await?;
+    let r = drain_once(server, tuning, Work::Noop, 1, n, false, Some(cap)).await?;
     let rate = r.deliveries as f64 / r.secs;
     let p = r.pinned.unwrap_or(Value::Null);
     let dead = |v: &Value| {
@@ -259,4 +307,17 @@ pub async fn pinned(
         "detail": p,
         "statements": r.statements,
     }))
+}
+
+/// CPU time (user + system, every thread) this process has used, from `/proc/self/stat`
+/// (Linux, in USER_HZ = 100 ticks per second); `None` elsewhere. Less disturbed than the
+/// rate by other work on a shared machine.
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }

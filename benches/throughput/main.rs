@@ -9,12 +9,18 @@
 //! | `floor` | raw SQL floor: the same rows inserted, claimed and deleted by plain batched SQL |
 //! | `publish` | one event per transaction (BEGIN, publish, COMMIT), 1 and 16 publishers |
 //! | `publish_all` | `publish_all`, 1,000 events per call (100,000 events) |
+//! | `publish_dedupe` | `publish_all` with a dedupe key on every event, one in ten a duplicate |
 //! | `drain` | 100,000 pending deliveries, 1 subscription, no-op handler, one dispatcher |
+//! | `drain_insert` | `drain` with a plain handler that inserts one row (autocommit) |
+//! | `drain_tx` | `drain` with a transactional handler that inserts one row in the delivery's transaction |
 //! | `fanout` | 100,000 events × 3 subscriptions, one dispatcher |
 //! | `latency` | one event at a time at 200/s and 2,000/s from another process; commit → handler start |
 //! | `pinned` | `drain` while a REPEATABLE READ snapshot is held open (≤ 60 s); dead tuples |
+//! | `drain_ordered` | 100,000 events over 10,000 keys drained unordered and ordered, alternately, 2 rounds |
+//! | `hot_key` | 3,000 events of one key, ordered, a handler that sleeps 1 ms |
 //!
-//! Select with `PGBUS_BENCH=drain,latency`; scale with `PGBUS_BENCH_QUICK=1` or the size
+//! Select with `PGBUS_BENCH=drain,latency`; `PGBUS_BENCH_METRICS=prometheus` runs with the
+//! Prometheus recorder installed ([`recorder`]); scale with `PGBUS_BENCH_QUICK=1` or the size
 //! variables listed in `benches/README.md`. Results: a table on stdout, JSON in
 //! `target/pgbus-bench/{results-<timestamp>,latest}.json`, and a plot in
 //! `benches/results/pgbus-bench.svg` (`PGBUS_BENCH_SVG` to change). `PGBUS_BENCH_PLOT=<json>`
@@ -26,7 +32,7 @@
 //! connection), the same method as `../shared/peers/bench.py`.
 //!
 //! One module a scenario family: [`floor`] (with the claim statements in [`claim`]),
-//! [`publish`], [`drain`] (drain, fanout, pinned), [`latency`]; the results table in
+//! [`publish`], [`drain`] (drain, drain_insert, drain_tx, fanout, pinned), [`latency`]; the results table in
 //! [`report`], the plot in [`plot`], pg_stat_statements in [`statements`].
 
 #[path = "../common/mod.rs"]
@@ -36,8 +42,10 @@ mod claim;
 mod drain;
 mod floor;
 mod latency;
+mod ordered;
 mod plot;
 mod publish;
+mod recorder;
 mod report;
 mod statements;
 
@@ -108,15 +116,21 @@ const ALL: &[&str] = &[
     "floor",
     "publish",
     "publish_all",
+    "publish_dedupe",
     "drain",
+    "drain_insert",
+    "drain_tx",
     "fanout",
     "latency",
     "pinned",
+    "drain_ordered",
+    "hot_key",
 ];
 
 #[tokio::main]
 async fn main() {
     if std::env::var("PGBUS_BENCH_ROLE").as_deref() == Ok("latency-publisher") {
+        recorder::install();
         if let Err(e) = latency::publisher_child().await {
             eprintln!("latency publisher failed: {e}");
             std::process::exit(1);
@@ -140,6 +154,7 @@ async fn main() {
 
 async fn run() -> Res<()> {
     init_logging();
+    let metrics = recorder::install();
     let selected: Vec<String> = match std::env::var("PGBUS_BENCH") {
         Ok(s) if !s.trim().is_empty() => s.split(',').map(|s| s.trim().to_owned()).collect(),
         _ => ALL.iter().map(|s| (*s).to_owned()).collect(),
@@ -158,6 +173,7 @@ async fn run() -> Res<()> {
         "dispatcher: in-process (this bench process), pool of 10 connections, settings {}",
         tuning.describe()
     );
+    println!("metrics recorder: {metrics} (PGBUS_BENCH_METRICS)");
     if quick() {
         println!("QUICK MODE (PGBUS_BENCH_QUICK): reduced sizes, single runs");
     }
@@ -177,6 +193,7 @@ async fn run() -> Res<()> {
             "tuning": tuning.describe(),
         },
         "sizes": sizes.describe(),
+        "metrics": metrics,
     });
 
     if want("floor") {
@@ -190,11 +207,15 @@ async fn run() -> Res<()> {
     if want("publish_all") {
         scenarios.push(publish::batches(&server, sizes.batch_n).await?);
     }
+    if want("publish_dedupe") {
+        scenarios.push(publish::dedupe_batches(&server, sizes.batch_n).await?);
+    }
     let mut drain_median = None;
     if want("drain") {
         let s = drain::scenario(
             &server,
             &tuning,
+            drain::Work::Noop,
             "drain",
             1,
             sizes.drain_n,
@@ -204,11 +225,29 @@ async fn run() -> Res<()> {
         drain_median = s["rate"].as_f64();
         scenarios.push(s);
     }
+    for (id, work) in [
+        ("drain_insert", drain::Work::Insert),
+        ("drain_tx", drain::Work::TxInsert),
+    ] {
+        if want(id) {
+            let s = drain::scenario(
+                &server,
+                &tuning,
+                work,
+                id,
+                1,
+                sizes.drain_n,
+                sizes.drain_runs,
+            );
+            scenarios.push(s.await?);
+        }
+    }
     if want("fanout") {
         scenarios.push(
             drain::scenario(
                 &server,
                 &tuning,
+                drain::Work::Noop,
                 "fanout",
                 3,
                 sizes.fanout_n,
@@ -224,6 +263,12 @@ async fn run() -> Res<()> {
     }
     if want("pinned") {
         scenarios.push(drain::pinned(&server, &tuning, &sizes, drain_median).await?);
+    }
+    if want("drain_ordered") {
+        scenarios.push(ordered::drain_ordered(&server, &tuning).await?);
+    }
+    if want("hot_key") {
+        scenarios.push(ordered::hot_key(&server, &tuning).await?);
     }
 
     floor::attach_floor_refs(&mut scenarios, &floor);

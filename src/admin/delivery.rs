@@ -20,8 +20,9 @@ pub struct Failure {
     pub attempt: i32,
     /// When its failure was written.
     pub failed_at: DateTime<Utc>,
-    /// How long the attempt ran, where it was recorded (not yet: the history is written by
-    /// a trigger, which does not know when the attempt started).
+    /// How long the attempt's handler ran, as the dispatcher measured it (`None` for an
+    /// attempt whose handler did not run, e.g. an event that could not be read, and for
+    /// failures written before schema version 12).
     #[serde(rename = "duration_seconds", serialize_with = "opt_secs")]
     pub duration: Option<Duration>,
     /// The error.

@@ -6,6 +6,7 @@
 //! | concept | calls |
 //! |---|---|
 //! | subscriptions | [`Admin::subscriptions`], [`Admin::subscription`], [`Admin::pause`], [`Admin::resume`], [`Admin::remove_subscription`] |
+//! | ordering | [`Admin::blocked_keys`] |
 //! | dead letters | [`Admin::dead_letters`], [`Admin::delivery`], [`Admin::retry_dead_letter`], [`Admin::retry_dead_letters`], [`Admin::discard_dead_letter`], [`Admin::discard_dead_letters`] |
 //! | replay | [`Admin::replay`], [`Admin::replay_with_progress`], [`Admin::redeliver`] |
 //! | history | [`Admin::subject_history`], [`Admin::events`] |
@@ -39,6 +40,7 @@
 //!
 //! [`Error`]: crate::Error
 
+mod blocked_keys;
 mod dead_letters;
 mod delivery;
 mod health;
@@ -50,6 +52,7 @@ mod types;
 
 use sqlx::PgPool;
 
+pub use blocked_keys::{BlockedBy, BlockedKey};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage, RetryMode};
 pub use delivery::{DeliveryDetail, Failure};
 pub use health::{DispatcherInfo, Health, HealthOptions, Problem, ReapedDispatcher};

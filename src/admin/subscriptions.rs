@@ -57,6 +57,11 @@ pub struct SubscriptionInfo {
     pub lag: Option<Duration>,
     /// The live dispatchers that serve it (their ids in `pgbus.dispatchers`).
     pub dispatchers: Vec<i32>,
+    /// When a dispatcher last claimed deliveries of it (`None`: not since schema version
+    /// 12). Read from its lanes' rows of `pgbus.claims`, whose newest (the lane's cursor,
+    /// never pruned) keeps the time of its last claim, and from its unfinished deliveries;
+    /// nothing is written for it.
+    pub last_claimed_at: Option<DateTime<Utc>>,
 }
 
 impl SubscriptionInfo {
@@ -88,6 +93,7 @@ struct Row {
     paused_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    last_claimed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -159,6 +165,7 @@ impl Admin {
                     updated_at: r.updated_at,
                     counts,
                     dispatchers: served,
+                    last_claimed_at: r.last_claimed_at,
                 }
             })
             .collect())

@@ -54,13 +54,13 @@ pub(crate) struct EventRow {
 
 /// A row of the claim statement: a delivery (`id` set) or an event (`id` null).
 #[derive(Debug, Default, FromRow)]
-struct ResultRow {
-    id: Option<i64>,
-    idx: Option<i32>,
+pub(super) struct ResultRow {
+    pub(super) id: Option<i64>,
+    pub(super) idx: Option<i32>,
     attempts: Option<i32>,
     taken_back: Option<bool>,
     lease_id: Option<i64>,
-    event_id: Option<Uuid>,
+    pub(super) event_id: Option<Uuid>,
     priority: Option<i16>,
     due: Option<DateTime<Utc>>,
     claim_id: Option<i64>,
@@ -68,7 +68,7 @@ struct ResultRow {
     event_type: Option<String>,
     source: Option<String>,
     subject: Option<String>,
-    key: Option<String>,
+    pub(super) key: Option<String>,
     data: Option<String>,
     headers: Option<String>,
     created_at: Option<DateTime<Utc>>,
@@ -118,9 +118,9 @@ pub(crate) async fn claim_log(
 }
 
 /// The wants as the claims' array parameters: names, positions, limits, leases (seconds).
-type WantArrays<'a> = (Vec<&'a str>, Vec<i32>, Vec<i32>, Vec<f64>);
+pub(super) type WantArrays<'a> = (Vec<&'a str>, Vec<i32>, Vec<i32>, Vec<f64>);
 
-fn want_arrays<'a>(subs: &[(&'a str, f64)], wants: &[Want]) -> WantArrays<'a> {
+pub(super) fn want_arrays<'a>(subs: &[(&'a str, f64)], wants: &[Want]) -> WantArrays<'a> {
     (
         wants.iter().map(|w| subs[w.sub].0).collect(),
         wants.iter().map(|w| w.sub as i32).collect(),
@@ -130,7 +130,7 @@ fn want_arrays<'a>(subs: &[(&'a str, f64)], wants: &[Want]) -> WantArrays<'a> {
 }
 
 /// Pairs claimed deliveries with their events, in claim order (priority, due time, id).
-fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
+pub(super) fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
     let mut events: HashMap<Uuid, EventRow> = HashMap::new();
     // How many claimed deliveries still want each event.
     let mut uses: HashMap<Uuid, usize> = HashMap::new();

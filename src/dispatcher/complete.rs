@@ -14,17 +14,27 @@ use tokio::sync::{mpsc, oneshot};
 use super::backoff::Backoff;
 use super::connection::KeptConnection;
 use super::shared::{ClaimKey, Shared};
-use super::target::{Msg, Target};
+use super::target::{Msg, Settled, Target};
 use super::write::{detach, write_log, write_rows};
 use crate::state::DeliveryState;
 
 /// The targets of a batch by the statement that writes them: rows with a lease of their own
-/// first, then log rows of batches still open (whose outcome goes through the batch).
+/// first, then log rows of batches still open (whose outcome goes through the batch). Those
+/// a transactional handler's transaction settled are left out, but for done log rows their
+/// open batch waits for (written as done: no row, the batch's closing).
 fn split<'t>(shared: &Shared, batch: &'t [Target]) -> [(Part, Vec<&'t Target>); 2] {
-    let (log, rows): (Vec<&Target>, Vec<&Target>) = batch
-        .iter()
-        .partition(|t| (t.log.as_ref()).is_some_and(|l| shared.batches.is_open(l.batch)));
+    let open = |t: &Target| (t.log.as_ref()).is_some_and(|l| shared.batches.is_open(l.batch));
+    let (log, rows): (Vec<&Target>, Vec<&Target>) = (batch.iter())
+        .filter(|t| !t.needs_no_write(open(t)))
+        .partition(|t| open(t));
     [(Part::Rows, rows), (Part::Log, log)]
+}
+
+/// How many targets of a batch were settled as lost by a transactional handler.
+fn settled_lost(batch: &[Target]) -> usize {
+    (batch.iter())
+        .filter(|t| t.settled == Settled::Lost)
+        .count()
 }
 
 /// Writes one part of a batch of targets (see [`split`]); returns how many were dropped
@@ -137,6 +147,7 @@ fn gather(msg: Msg, batch: &mut Vec<Target>) -> Option<Step> {
 /// Writes a batch, retrying with backoff until it is written or the shutdown deadline
 /// passed, then forgets it.
 async fn flush(shared: &Shared, conn: &mut KeptConnection, batch: &mut Vec<Target>) {
+    let mut lost_in_tx = settled_lost(batch);
     for (part, targets) in split(shared, batch) {
         let mut backoff = Backoff::starting_at(Duration::from_millis(50));
         loop {
@@ -145,6 +156,7 @@ async fn flush(shared: &Shared, conn: &mut KeptConnection, batch: &mut Vec<Targe
                 .await
             {
                 Ok(lost) => {
+                    let lost = lost + std::mem::take(&mut lost_in_tx);
                     if lost > 0 {
                         tracing::warn!(
                             lost,
@@ -195,16 +207,23 @@ async fn detach_old(shared: &Shared, conn: &mut KeptConnection) {
     }
 }
 
-/// Frees the room of written targets; new crash suspects make the fetch loop look for them.
+/// Frees the room of written targets; new crash suspects make the fetch loop look for them,
+/// finished deliveries of ordered subscriptions make it claim.
 fn after_write(shared: &Shared, batch: &mut Vec<Target>) {
     let suspects = batch
         .iter()
         .any(|t| t.transition.solo && t.transition.state == DeliveryState::Pending);
+    // A key of an ordered subscription whose delivery finished may run its next one now:
+    // claim at once rather than at the next poll (a hot key runs at its handler's pace).
+    let ordered = batch.iter().any(|t| shared.subs[t.sub].sub.ordered);
     shared.forget(batch.drain(..).map(|t| ClaimKey {
         id: t.id,
         lease: t.lease,
     }));
     if suspects {
         shared.signals.suspects_written();
+    }
+    if ordered {
+        shared.signals.wake.notify_one();
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct Config {
     pub(crate) retain_done: bool,
     pub(crate) event_retention: Option<Duration>,
     pub(crate) done_retention: Duration,
+    /// `None`: the event retention.
+    pub(crate) dedupe_retention: Option<Option<Duration>>,
     pub(crate) maintenance_interval: Duration,
     pub(crate) vacuum: bool,
     /// The pool goes through a transaction-mode pooler (see `pooler.rs`).
@@ -29,6 +31,13 @@ pub(crate) struct Config {
     pub(crate) session_pool: Option<PgPool>,
     /// Whether `listen` was set explicitly.
     listen_set: bool,
+}
+
+impl Config {
+    /// How long dedupe keys are kept (`None`: forever).
+    pub(crate) fn dedupe_retention(&self) -> Option<Duration> {
+        self.dedupe_retention.unwrap_or(self.event_retention)
+    }
 }
 
 impl Default for Config {
@@ -43,6 +52,7 @@ impl Default for Config {
             retain_done: false,
             event_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             done_retention: Duration::from_secs(7 * 24 * 3600),
+            dedupe_retention: None,
             maintenance_interval: Duration::from_secs(60),
             vacuum: true,
             transaction_pooler: false,
@@ -145,6 +155,15 @@ impl DispatcherBuilder {
     /// are never pruned. Default: 7 days.
     pub fn event_retention(mut self, retention: Option<Duration>) -> Self {
         self.config.event_retention = retention;
+        self
+    }
+
+    /// How long a dedupe key is kept, from its first event's publish: within it, an event
+    /// with the same key in the same scope is a duplicate ([`DedupeScope`](crate::DedupeScope));
+    /// after it, the key publishes a new event. `None` keeps keys forever. Default: the
+    /// [`event_retention`](Self::event_retention).
+    pub fn dedupe_retention(mut self, retention: Option<Duration>) -> Self {
+        self.config.dedupe_retention = Some(retention);
         self
     }
 

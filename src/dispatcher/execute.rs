@@ -6,8 +6,11 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::shared::Shared;
+use super::tx::{self, Fence, Ran};
 use crate::handler::{Failure, HandlerError};
 use crate::state::Cause;
+use crate::telemetry;
+use crate::tx_handler::Handling;
 
 /// Aborts the wrapped task when dropped, so an abandoned handler does not run on.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -53,10 +56,18 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
         delivery_id = delivery.id,
         attempt = delivery.attempt,
     );
-    let handler = sub.sub.handler.clone();
-    let mut task = AbortOnDrop(tokio::spawn(
-        async move { handler.call(&delivery).await }.instrument(span.clone()),
-    ));
+    telemetry::trace_context::adopt(&span, &delivery.event.headers);
+    let run = telemetry::metrics::Run::start(&delivery, &sub.metrics);
+    let mut task = AbortOnDrop(match sub.sub.handler.clone() {
+        Handling::Plain(handler) => tokio::spawn(
+            async move { Ran::Handled(handler.call(&delivery).await) }.instrument(span.clone()),
+        ),
+        Handling::Tx(handler) => {
+            let fence = Fence::of(&shared, key, &delivery);
+            let pool = shared.pool.clone();
+            tokio::spawn(tx::run(pool, handler, delivery, fence).instrument(span.clone()))
+        }
+    });
     let timeout = sub.sub.handler_timeout;
     let result = tokio::select! {
         r = tokio::time::timeout(timeout, &mut task.0) => r,
@@ -67,29 +78,37 @@ pub(crate) async fn run(shared: Arc<Shared>, sub_index: usize) {
         }
     };
     drop(task);
+    let ran = run.elapsed();
 
     let failed = |message: String| Cause::Failed {
         message,
         delay: None,
     };
-    let cause = match result {
-        Ok(Ok(Ok(()))) => Cause::Succeeded,
-        Ok(Ok(Err(Failure::Decode(message)))) => Cause::Undeliverable(message),
-        Ok(Ok(Err(Failure::Handler(HandlerError::Permanent { message })))) => {
-            Cause::Permanent(format!("permanent failure: {message}"))
+    // Err(committed): settled in a transactional handler's transaction (committed, or its
+    // fence failed), so nothing is left for the completer to write.
+    let cause: Result<Cause, bool> = match result {
+        Ok(Ok(Ran::Committed)) => Err(true),
+        Ok(Ok(Ran::Lost)) => Err(false),
+        Ok(Ok(Ran::Handled(Ok(())))) => Ok(Cause::Succeeded),
+        Ok(Ok(Ran::Handled(Err(Failure::Decode(message))))) => Ok(Cause::Undeliverable(message)),
+        Ok(Ok(Ran::Handled(Err(Failure::Handler(HandlerError::Permanent { message }))))) => {
+            Ok(Cause::Permanent(format!("permanent failure: {message}")))
         }
-        Ok(Ok(Err(Failure::Handler(HandlerError::Retry { message, delay })))) => {
-            Cause::Failed { message, delay }
+        Ok(Ok(Ran::Handled(Err(Failure::Handler(HandlerError::Retry { message, delay }))))) => {
+            Ok(Cause::Failed { message, delay })
         }
         Ok(Err(join)) if join.is_panic() => {
-            failed(format!("handler panicked: {}", panic_message(join)))
+            Ok(failed(format!("handler panicked: {}", panic_message(join))))
         }
-        Ok(Err(_)) => failed("handler task was cancelled".to_owned()),
-        Err(_) => failed(format!("handler timed out after {timeout:?}")),
+        Ok(Err(_)) => Ok(failed("handler task was cancelled".to_owned())),
+        Err(_) => Ok(failed(format!("handler timed out after {timeout:?}"))),
     };
     // Already reported only if the shutdown path gave it back first. A lost lease's late
     // outcome is reported under its own claim, and fenced out by the completer.
-    span.in_scope(|| shared.report(key, cause));
+    span.in_scope(|| match cause {
+        Ok(cause) => shared.report_run(key, cause, run, ran),
+        Err(committed) => shared.report_tx(key, committed, run, ran),
+    });
     drop(permit);
     signals.slot_freed.notify_one();
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
 use super::claim::{self, ClaimedRow, Want};
+use super::claim_ordered::{Cursors, claim_ordered};
 use super::connection::KeptConnection;
 use super::dispatch::{dispatch, give_back};
 use super::room::Reservation;
@@ -36,6 +37,10 @@ struct Claimer<'a> {
     next_side: Option<Instant>,
     /// The last claim from `pgbus.deliveries` came back full: claim from it every time.
     side_backlog: bool,
+    /// Which subscriptions are ordered (by position): their keyed deliveries are claimed by
+    /// `claim_ordered` on every claim.
+    ordered: Vec<bool>,
+    cursors: Cursors,
 }
 
 impl<'a> Claimer<'a> {
@@ -49,7 +54,14 @@ impl<'a> Claimer<'a> {
                 .collect(),
             next_side: primary.then(Instant::now),
             side_backlog: false,
+            ordered: shared.subs.iter().map(|s| s.sub.ordered).collect(),
+            cursors: Cursors::new(shared.subs.len()),
         }
+    }
+
+    /// The wants of the ordered subscriptions among `wants`.
+    fn ordered_wants(&self, wants: &[Want]) -> Vec<Want> {
+        (wants.iter().filter(|w| self.ordered[w.sub]).copied()).collect()
     }
 
     /// Whether this claim also takes from `pgbus.deliveries`.
@@ -59,35 +71,47 @@ impl<'a> Claimer<'a> {
             .is_some_and(|at| self.side_backlog || asked || Instant::now() >= at)
     }
 
-    /// Claims ordinary work into the reserved room and dispatches it: from
-    /// `pgbus.deliveries` when that is due, then from the delivery log into what is left.
-    /// Returns whether any subscription got all it asked for or leases were taken back
-    /// (claim again at once), and records the backlog.
+    /// Claims ordinary work into the reserved room and dispatches it: the heads of ordered
+    /// subscriptions' keys, then from `pgbus.deliveries` when that is due, then from the
+    /// delivery log into what is left. Returns whether any subscription got all it asked
+    /// for or leases were taken back (claim again at once), and records the backlog.
     async fn claim_batch(&mut self, reserved: Reservation<'_>) -> sqlx::Result<bool> {
         let side = self.side_due();
         let (subs, owner) = (&self.subs, self.shared.owner);
         let mut got = vec![0usize; self.shared.subs.len()];
         let mut took_back = 0usize;
-        if side {
+        // Both claimers take ordered heads, each walking from its own cursor (measured:
+        // leaving them to the primary alone drained slower).
+        let ordered = self.ordered_wants(&reserved.wants);
+        if !ordered.is_empty() {
+            let cursors = &mut self.cursors;
             let rows = (self.conn)
-                .run(async |c| claim::claim(c, subs, &reserved.wants, false, owner).await)
+                .run(async |c| claim_ordered(c, subs, &ordered, cursors, false, owner).await)
                 .await?;
             for row in rows {
                 took_back += usize::from(row.taken_back);
                 got[row.sub] += 1;
                 dispatch(self.shared, row, false);
             }
+        }
+        if side {
+            let wants = left(&reserved.wants, &got);
+            let before = got.clone();
+            let mut side_took_back = 0usize;
+            let rows = (self.conn)
+                .run(async |c| claim::claim(c, subs, &wants, false, owner).await)
+                .await?;
+            for row in rows {
+                side_took_back += usize::from(row.taken_back);
+                got[row.sub] += 1;
+                dispatch(self.shared, row, false);
+            }
+            took_back += side_took_back;
             self.side_backlog =
-                took_back > 0 || reserved.wants.iter().any(|w| got[w.sub] >= w.limit);
+                side_took_back > 0 || (wants.iter()).any(|w| got[w.sub] - before[w.sub] >= w.limit);
             self.next_side = Some(Instant::now() + self.shared.config.poll_interval);
         }
-        let wants: Vec<Want> = (reserved.wants.iter())
-            .filter(|w| got[w.sub] < w.limit)
-            .map(|w| Want {
-                sub: w.sub,
-                limit: w.limit - got[w.sub],
-            })
-            .collect();
+        let wants = left(&reserved.wants, &got);
         if !wants.is_empty() {
             let rows = (self.conn)
                 .run(async |c| claim::claim_log(c, subs, &wants, owner).await)
@@ -114,10 +138,22 @@ impl<'a> Claimer<'a> {
     /// go back uncounted. Returns whether one was started.
     async fn claim_suspect(&mut self) -> sqlx::Result<bool> {
         let wants = Reservation::one_each(self.shared);
+        let ordered = self.ordered_wants(&wants);
         let (subs, owner) = (&self.subs, self.shared.owner);
-        let rows = (self.conn)
+        let mut rows = (self.conn)
             .run(async |c| claim::claim(c, subs, &wants, true, owner).await)
             .await?;
+        if !ordered.is_empty() {
+            // Ordered suspects go through the ordered claim (a suspect runs only as its
+            // key's head), from the first key: a suspect is rare, and found wherever it is.
+            let mut cursors = Cursors::new(self.shared.subs.len());
+            let cursors = &mut cursors;
+            rows.extend(
+                (self.conn)
+                    .run(async |c| claim_ordered(c, subs, &ordered, cursors, true, owner).await)
+                    .await?,
+            );
+        }
         let mut started = false;
         for row in rows {
             if row.taken_back || !started {
@@ -239,6 +275,17 @@ async fn run_backlog(shared: Arc<Shared>) {
             Err(e) => claimer.failed(&e).await,
         }
     }
+}
+
+/// What is left of `wants` after `got` rows were claimed per subscription.
+fn left(wants: &[Want], got: &[usize]) -> Vec<Want> {
+    (wants.iter())
+        .filter(|w| got[w.sub] < w.limit)
+        .map(|w| Want {
+            sub: w.sub,
+            limit: w.limit - got[w.sub],
+        })
+        .collect()
 }
 
 /// Records the batches of claimed log rows as held, before any of their rows can report.

@@ -1,5 +1,8 @@
-//! Maintenance: retention pruning of fully delivered events and of retained done
-//! deliveries, so the tables level off instead of growing with the event count.
+//! Maintenance: retention pruning of fully delivered events, of retained done deliveries and
+//! of dedupe keys, so the tables level off instead of growing with the event count; the done
+//! markers of transactional handlers once their batches are closed; the sampled gauges of the
+//! metrics feature (`crate::telemetry::gauges`); and when each served subscription was last
+//! claimed (`src/sql/record_last_claimed.sql`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +11,7 @@ use sqlx::PgPool;
 
 use super::pooler;
 use super::shared::Shared;
-use crate::sql;
+use crate::{sql, telemetry};
 
 /// Advisory lock key so that only one dispatcher prunes at a time.
 pub(crate) const PRUNE_LOCK_KEY: i64 = 0x7067_6275_735f_7072; // "pgbus_pr"
@@ -47,6 +50,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             _ = tokio::time::sleep(VACUUM_CHECK.min(interval)) => {}
             _ = shared.signals.stop.cancelled() => return,
         }
+        let names: Vec<&str> = shared.subs.iter().map(|s| &*s.name).collect();
+        telemetry::gauges::sample(&shared.pool, &names, config.transaction_pooler).await;
         if let (true, Some(pool)) = (vacuum, vacuum_pool) {
             match vacuum_if_needed(pool).await {
                 Ok(_) => {}
@@ -56,6 +61,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "pgbus: vacuuming failed; will retry"),
             }
+        }
+        if shared.subs.iter().any(|s| s.sub.is_transactional()) {
+            prune_tx_done(&shared).await;
         }
         if tokio::time::Instant::now() < next_prune {
             continue;
@@ -71,6 +79,26 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         {
             tracing::warn!(error = %e, "pgbus: pruning failed; will retry");
         }
+        if let Some(retention) = config.dedupe_retention() {
+            let keys = prune_dedupe_keys(&shared.pool, config.transaction_pooler, retention);
+            if let Err(e) = keys.await {
+                tracing::warn!(error = %e, "pgbus: pruning dedupe keys failed; will retry");
+            }
+        }
+    }
+}
+
+/// Deletes the done markers of transactional handlers whose batch is closed (every few
+/// seconds, so they do not pile up in `pgbus.deliveries` under a fast drain).
+async fn prune_tx_done(shared: &Shared) {
+    let pruned = in_batches(|| async {
+        let markers = sqlx::query(sql::PRUNE_TX_DONE).bind(PRUNE_BATCH);
+        let done = pooler::execute(&shared.pool, shared.config.transaction_pooler, markers);
+        Ok(done.await?.rows_affected())
+    })
+    .await;
+    if let Err(e) = pruned {
+        tracing::warn!(error = %e, "pgbus: pruning the done markers of transactional handlers failed; will retry");
     }
 }
 
@@ -145,6 +173,17 @@ pub(crate) async fn prune(
         tracing::debug!(events, deliveries, "pgbus: pruned");
     }
     Ok((events, deliveries))
+}
+
+/// Deletes the dedupe keys older than `retention`; returns how many.
+async fn prune_dedupe_keys(pool: &PgPool, pooled: bool, retention: Duration) -> sqlx::Result<u64> {
+    in_batches(|| async {
+        let old = sqlx::query(sql::PRUNE_DEDUPE_KEYS)
+            .bind(retention.as_secs_f64())
+            .bind(PRUNE_BATCH);
+        Ok(pooler::execute(pool, pooled, old).await?.rows_affected())
+    })
+    .await
 }
 
 /// Runs a deletion of at most `PRUNE_BATCH` rows until one deletes fewer; returns the total.

@@ -2,7 +2,8 @@
 //!
 //! One file per part: `config` (the builder), `shared` and `signals` (what the tasks
 //! share), `fetch_loop` with `room` and `claim` (taking work), `dispatch` and `execute`
-//! (running it), `outcome`, `target` and `complete` (deciding and writing what follows), `lease`,
+//! (running it), `outcome`, `target` and `complete` (deciding and writing what follows), `tx`
+//! (transactional handlers: their completion in their own transaction), `lease`,
 //! `presence`, `listen`, `maintain`, `ring` (the delivery log's upkeep), `shutdown`, `handle`;
 //! `batch` (the log batches held) and `write` (the completer's statements) serve the
 //! completer; `connection` and `backoff` serve them all; `pooler` runs them behind a
@@ -11,6 +12,7 @@
 mod backoff;
 mod batch;
 mod claim;
+mod claim_ordered;
 mod complete;
 mod config;
 mod connection;
@@ -30,6 +32,7 @@ mod shared;
 mod shutdown;
 mod signals;
 mod target;
+mod tx;
 mod write;
 
 use std::sync::Arc;

@@ -1,7 +1,9 @@
 //! The delivery log's upkeep, every second on any dispatcher (a statement-level advisory
 //! lock lets one rotate at a time): take back batches whose lease expired, truncate the
-//! log's slots that every lane has read, move publishing to the next slot, and now and then
-//! delete old closed batches.
+//! log's slots that every lane has read, move publishing to the next slot, do the same for
+//! the partitions of `pgbus.claims` (copying lane cursors forward first), move the unread
+//! rows of lanes that stopped claiming out of the log when they keep the ring from turning,
+//! and now and then delete old closed batches (only found when the ring cannot turn).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,10 @@ const PERIOD: Duration = Duration::from_secs(10);
 /// How long a truncation waits for a slot's lock (claims and publishes queue behind it
 /// meanwhile) before leaving that slot for the next tick.
 const LOCK_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// How long a lane that keeps the ring from turning may go without a claim before its unread
+/// rows are moved to `pgbus.deliveries` (a paused subscription, or one no dispatcher serves).
+const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 /// Advisory lock key so that only one dispatcher rotates at a time.
 const ROTATE_LOCK_KEY: i64 = 0x7067_6275_735f_7267; // "pgbus_rg"
@@ -85,17 +91,39 @@ pub(crate) async fn sweep(conn: &mut PgConnection) -> sqlx::Result<i64> {
     }
 }
 
-/// One step of the ring; returns the slots truncated (none when another session rotates).
+/// One step of the ring, for the log, for `pgbus.claims`, then for stuck lanes; returns the log's slots
+/// truncated (none when another session rotates).
 async fn rotate(conn: &mut PgConnection) -> sqlx::Result<Vec<i16>> {
     let truncated: Option<Vec<i16>> = sqlx::query_scalar(sql::LOG_ROTATE)
         .bind(PERIOD.as_secs_f64())
         .bind(LOCK_TIMEOUT.as_secs_f64())
         .bind(ROTATE_LOCK_KEY)
-        .fetch_optional(conn)
+        .fetch_optional(&mut *conn)
         .await?;
     let truncated = truncated.unwrap_or_default();
     if !truncated.is_empty() {
         tracing::debug!(?truncated, "pgbus: truncated slots of the delivery log");
+    }
+    let claims: Option<Vec<i16>> = sqlx::query_scalar(sql::CLAIMS_ROTATE)
+        .bind(ROTATE_LOCK_KEY)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let claims = claims.unwrap_or_default();
+    if !claims.is_empty() {
+        tracing::debug!(?claims, "pgbus: truncated partitions of pgbus.claims");
+    }
+    let moved: Option<i64> = sqlx::query_scalar(sql::LOG_EVACUATE)
+        .bind(PERIOD.as_secs_f64())
+        .bind(STUCK_AFTER.as_secs_f64())
+        .bind(ROTATE_LOCK_KEY)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(moved @ 1..) = moved {
+        tracing::info!(
+            moved,
+            "pgbus: moved the unread deliveries of subscriptions that stopped claiming out of \
+             the delivery log, so that its ring turns again"
+        );
     }
     Ok(truncated)
 }

@@ -16,6 +16,7 @@ use super::signals::Signals;
 use super::target::Msg;
 use crate::handler::Delivery;
 use crate::subscription::Subscription;
+use crate::telemetry::metrics::SubMetrics;
 
 /// State shared by the dispatcher's tasks.
 #[derive(Debug)]
@@ -53,6 +54,8 @@ pub(crate) struct SubState {
     /// delivery task takes the front one once it has a concurrency slot, so deliveries
     /// start in this order whichever task the runtime schedules first.
     pub(crate) queue: Mutex<VecDeque<(ClaimKey, Delivery)>>,
+    /// Its metric handles (feature `metrics`; nothing without it).
+    pub(crate) metrics: SubMetrics,
 }
 
 /// One claim of a delivery: its id and the lease id of the claim.
@@ -92,13 +95,17 @@ impl Shared {
             pool,
             subs: subs
                 .into_iter()
-                .map(|sub| SubState {
-                    name: Arc::from(sub.name.as_str()),
-                    semaphore: Arc::new(Semaphore::new(sub.concurrency)),
-                    outstanding: AtomicUsize::new(0),
-                    reserved: AtomicUsize::new(0),
-                    queue: Mutex::new(VecDeque::new()),
-                    sub,
+                .map(|sub| {
+                    let name: Arc<str> = Arc::from(sub.name.as_str());
+                    SubState {
+                        metrics: SubMetrics::new(&name),
+                        name,
+                        semaphore: Arc::new(Semaphore::new(sub.concurrency)),
+                        outstanding: AtomicUsize::new(0),
+                        reserved: AtomicUsize::new(0),
+                        queue: Mutex::new(VecDeque::new()),
+                        sub,
+                    }
                 })
                 .collect(),
             config,

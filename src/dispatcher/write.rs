@@ -36,6 +36,7 @@ pub(crate) async fn write_rows(conn: &mut PgConnection, batch: &[&Target]) -> sq
         .collect();
     let finished: Vec<bool> = updated.iter().map(|t| t.transition.finished()).collect();
     let solos: Vec<bool> = updated.iter().map(|t| t.transition.solo).collect();
+    let durations: Vec<Option<f64>> = updated.iter().map(|t| t.duration_secs()).collect();
     sqlx::query_scalar(sql::COMPLETE)
         .bind(&del_ids)
         .bind(&del_leases)
@@ -47,6 +48,7 @@ pub(crate) async fn write_rows(conn: &mut PgConnection, batch: &[&Target]) -> sq
         .bind(&errors)
         .bind(&finished)
         .bind(&solos)
+        .bind(&durations)
         .fetch_one(conn)
         .await
 }
@@ -117,6 +119,7 @@ pub(crate) async fn write_log(
     let keys: Vec<Option<String>> = rows.iter().map(|t| origin(t).key).collect();
     let errors: Vec<Option<&str>> = rows.iter().map(|t| t.transition.error.as_deref()).collect();
     let solos: Vec<bool> = rows.iter().map(|t| t.transition.solo).collect();
+    let durations: Vec<Option<f64>> = rows.iter().map(|t| t.duration_secs()).collect();
     let (held, _closed, _written): (Vec<i64>, i64, i64) = sqlx::query_as(sql::COMPLETE_LOG)
         .bind(&batches)
         .bind(&leases)
@@ -135,6 +138,7 @@ pub(crate) async fn write_log(
         .bind(&shrunk)
         .bind(&from_txids)
         .bind(&from_ids)
+        .bind(&durations)
         .fetch_one(conn)
         .await?;
     Ok(LogWritten { held })

@@ -186,6 +186,8 @@ impl Inbox {
         validate::validate_type(&event_type)?;
         Ok(NewEvent::raw(event_type, data)
             .dedupe_key(format!("{}:{id}", c.provider))
+            // The key names the provider's event whatever its type: stored once, globally.
+            .dedupe_scope(crate::DedupeScope::Global)
             .priority(c.priority)
             .header(reserved::SOURCE, c.provider.clone())
             .header(reserved::ID, id))

@@ -48,7 +48,11 @@ pub(super) async fn write(
     }
     let plain = dedupes.iter().all(Option::is_none);
     let scheduled = deliver_ats.iter().any(Option::is_some);
-    let rows = sqlx::query(if plain {
+    // Each key's scope (src/dedupe.rs), as pgbus.dedupe_keys stores it.
+    let scopes: Vec<Option<String>> = (events.iter())
+        .map(|e| (e.dedupe_key.as_ref()).map(|_| e.dedupe_scope.column(&e.event_type, source)))
+        .collect();
+    let statement = sqlx::query(if plain {
         sql::PUBLISH_PLAIN
     } else {
         sql::PUBLISH
@@ -66,9 +70,12 @@ pub(super) async fn write(
     .bind(source)
     .bind(notify)
     .bind(sql::NOTIFY_CHANNEL)
-    .bind(scheduled)
-    .fetch_all(&mut *conn)
-    .await?;
+    .bind(scheduled);
+    let rows = if plain {
+        statement.fetch_all(&mut *conn).await?
+    } else {
+        statement.bind(&scopes).fetch_all(&mut *conn).await?
+    };
     if plain {
         // One row per event type with subscribers; the NOTIFY row has no type.
         let mut per_type: HashMap<String, i32> = HashMap::new();
@@ -92,40 +99,42 @@ pub(super) async fn write(
         written.insert(row.try_get(0)?, deliveries.max(0) as u32);
     }
     let mut outcomes = Vec::with_capacity(n);
-    let mut missing: Vec<&str> = Vec::new();
-    for e in events {
+    let (mut missing_scopes, mut missing): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for (e, scope) in events.iter().zip(&scopes) {
         if let Some(deliveries) = written.remove(&e.id) {
             outcomes.push(Some(PublishOutcome::Published {
                 id: e.id,
                 deliveries,
             }));
         } else {
-            // Not inserted: the dedupe key is taken (by an earlier event or one earlier in
-            // this batch). Looked up below, in a new statement that sees it.
-            missing.extend(e.dedupe_key.as_deref());
+            // Not inserted: the dedupe key is taken in its scope (by an earlier event or one
+            // earlier in this batch). Looked up below, in a new statement that sees it.
+            if let (Some(key), Some(scope)) = (e.dedupe_key.as_deref(), scope) {
+                missing.push(key);
+                missing_scopes.push(scope);
+            }
             outcomes.push(None);
         }
     }
-    let originals: HashMap<String, Uuid> = if missing.is_empty() {
+    let originals: HashMap<(String, String), Uuid> = if missing.is_empty() {
         HashMap::new()
     } else {
-        sqlx::query_as::<_, (String, Uuid)>(sql::DEDUPE_ORIGINALS)
+        sqlx::query_as::<_, (String, String, Uuid)>(sql::DEDUPE_ORIGINALS)
             .persistent(named)
+            .bind(&missing_scopes)
             .bind(&missing)
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
+            .map(|(scope, key, id)| ((scope, key), id))
             .collect()
     };
-    Ok(events
-        .iter()
+    Ok((events.iter().zip(scopes))
         .zip(outcomes)
-        .map(|(e, outcome)| {
+        .map(|((e, scope), outcome)| {
             outcome.unwrap_or_else(|| PublishOutcome::Duplicate {
-                id: e
-                    .dedupe_key
-                    .as_ref()
-                    .and_then(|k| originals.get(k).copied())
+                id: (scope.zip(e.dedupe_key.clone()))
+                    .and_then(|k| originals.get(&k).copied())
                     .unwrap_or(e.id),
             })
         })

@@ -12,7 +12,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::error::Result;
 use crate::event::IntoNewEvent;
-use crate::{validate, wake};
+use crate::{telemetry, validate, wake};
 
 pub use builder::PublisherBuilder;
 pub use outcome::PublishOutcome;
@@ -98,7 +98,7 @@ impl Publisher {
         I: IntoIterator,
         I::Item: IntoNewEvent<'a>,
     {
-        let events = events
+        let mut events = events
             .into_iter()
             .map(IntoNewEvent::into_new_event)
             .collect::<Result<Vec<_>>>()?;
@@ -108,6 +108,7 @@ impl Publisher {
         for e in &events {
             validate::new_event(e, self.inner.max_payload_bytes)?;
         }
+        telemetry::trace_context::inject(&mut events);
         let notify = self.inner.notify.should_notify();
         let source = &self.inner.source;
         let outcomes = if self.inner.transaction_pooler {
@@ -121,6 +122,11 @@ impl Publisher {
             batch::write(conn, &events, source, notify, true).await?
         };
         wake::wake_local();
+        telemetry::metrics::published(
+            (events.iter().zip(&outcomes))
+                .filter(|(_, o)| matches!(o, PublishOutcome::Published { .. }))
+                .map(|(e, _)| e.event_type.as_str()),
+        );
         Ok(outcomes)
     }
 }

@@ -39,8 +39,14 @@ again AS (
     RETURNING d.id
 ),
 fresh AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
-    SELECT ev.id, $1, ev.priority, now(), ev.key FROM ev
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq)
+    SELECT ev.id, $1, ev.priority, now(), ev.key, o.ordered,
+           CASE WHEN o.ordered THEN nextval('pgbus.delivery_seq') END
+    FROM ev
+    CROSS JOIN LATERAL (
+        SELECT ev.key IS NOT NULL AND coalesce((SELECT s.ordered FROM pgbus.subscriptions s
+                                                WHERE s.name = $1), false) AS ordered
+    ) o
     WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING id
 )

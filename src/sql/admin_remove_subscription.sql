@@ -5,7 +5,8 @@
 -- serves it registers it again when it starts. Pending deliveries are deleted here; those
 -- in the delivery log are skipped by moving each of the subscription's lanes past
 -- everything committed (a closed pgbus.claims row whose window ends at this snapshot), so a
--- subscription registered again later under the same name starts from now.
+-- subscription registered again later under the same name starts from now (and was never
+-- claimed: the rows' claimed_at is null).
 --
 -- $1 name  text
 WITH sub AS (
@@ -22,9 +23,10 @@ log AS (
 ),
 cut AS (
     INSERT INTO pgbus.claims (subscription, priority, prev_snap, cur_snap, from_txid, from_id,
-                              last_txid, last_id, n, exhausted, lease_id, lease_until, closed_at)
+                              last_txid, last_id, n, exhausted, lease_id, lease_until, closed_at,
+                              claimed_at)
     SELECT $1, l, pg_current_snapshot(), pg_current_snapshot(), '0', 0, '0', 0, 0, true, 0, now(),
-           now()
+           now(), NULL
     FROM pgbus.log_lanes($1) l
     WHERE EXISTS (SELECT 1 FROM sub)
     RETURNING 1

@@ -2,7 +2,8 @@
 -- One batch of a replay: examines up to $3 events after the cursor (by id, through the
 -- primary key, or through the subject index when a subject is given) and creates a pending
 -- delivery, due now, for each that matches the subscription's patterns and the filter and
--- has no delivery for this subscription yet. Runs after admin_replay_lock.sql in the same
+-- has no delivery for this subscription yet (of an ordered subscription, keyed: an ordered
+-- delivery, after the key's unfinished ones). Runs after admin_replay_lock.sql in the same
 -- transaction. Which deliveries exist is checked here, in pgbus.deliveries and in the
 -- delivery log (whose rows stay there until their slot is truncated, read or not: an event
 -- whose delivery is done and still in the log is not replayed until then).
@@ -21,7 +22,7 @@
 -- Returns how many events were examined, the last id examined (the next cursor; null when
 -- none was left), and how many deliveries were created.
 WITH sub AS (
-    SELECT name, like_patterns FROM pgbus.subscriptions WHERE name = $1
+    SELECT name, like_patterns, ordered FROM pgbus.subscriptions WHERE name = $1
 ),
 scanned AS (
     (SELECT e.id FROM pgbus.events e
@@ -33,8 +34,9 @@ scanned AS (
      ORDER BY e.id LIMIT $3)
 ),
 fan AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
-    SELECT e.id, s.name, e.priority, now(), e.key
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq)
+    SELECT e.id, s.name, e.priority, now(), e.key, s.ordered AND e.key IS NOT NULL,
+           CASE WHEN s.ordered AND e.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END
     FROM scanned x
     JOIN pgbus.events e ON e.id = x.id
     CROSS JOIN sub s

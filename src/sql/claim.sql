@@ -14,7 +14,8 @@
 -- pending row (state 0) starts an attempt (attempts + 1). A running row whose lease expired
 -- is taken back: its lost attempt was counted when it was claimed, so attempts stay, and it
 -- comes back with taken_back = true for the dispatcher to decide its next state
--- (src/state.rs), written like any outcome. Nothing else is decided here.
+-- (src/state.rs), written like any outcome. Nothing else is decided here. claimed_at is for
+-- the admin's "last claimed at" (admin_last_claimed.sql).
 --
 -- The claimed deliveries and their events come back as separate rows (an event once, however
 -- many of its deliveries were claimed) and are paired in memory: events are fetched by
@@ -36,6 +37,7 @@ picked AS (
         SELECT d.id, d.state, d.priority, d.run_at FROM pgbus.deliveries d
         WHERE d.subscription = w.sub AND d.state < 2 /* pending or running */
           AND d.solo = $5 AND d.run_at <= now()
+          AND NOT d.ordered /* claim_ordered.sql takes those */
         ORDER BY d.priority, d.run_at, d.id
         LIMIT w.n
         FOR UPDATE SKIP LOCKED
@@ -47,7 +49,8 @@ upd AS (
         attempts = d.attempts + (p.old_state = 0)::int4,
         run_at = now() + p.lease * interval '1 second',
         lease_id = l.id,
-        owner = $6
+        owner = $6,
+        claimed_at = now()
     FROM picked p, (SELECT pg_current_xact_id()::text::int8 AS id) l
     WHERE d.id = ANY (ARRAY(SELECT id FROM picked)) AND d.id = p.id
     RETURNING d.id, d.event_id, p.idx, d.attempts, p.old_state = 1 AS taken_back, d.lease_id,

@@ -12,10 +12,12 @@
 -- $3 n        int4[]    how many to take for each subscription
 -- $4 lease    float8[]  each subscription's lease, in seconds
 -- $5 owner    int4      the claiming dispatcher's id (pgbus.dispatchers)
+-- Parameters are read through scalar subqueries, so that the plan is generic (src/sql.rs).
 WITH got AS MATERIALIZED (
     SELECT w.idx, c.*
-    FROM unnest($1::text[], $2::int4[], $3::int4[], $4::float8[]) AS w(sub, idx, n, lease)
-    CROSS JOIN LATERAL pgbus.claim_log(w.sub, w.n, w.lease, $5, pg_current_snapshot()) c
+    FROM unnest((SELECT $1::text[]), (SELECT $2::int4[]), (SELECT $3::int4[]),
+                (SELECT $4::float8[])) AS w(sub, idx, n, lease)
+    CROSS JOIN LATERAL pgbus.claim_log(w.sub, w.n, w.lease, (SELECT $5), pg_current_snapshot()) c
     -- A paused subscription (pgbus.subscriptions.paused_at set, by the admin API) is skipped.
     WHERE NOT EXISTS (SELECT 1 FROM pgbus.subscriptions s
                       WHERE s.name = w.sub AND s.paused_at IS NOT NULL)

@@ -13,16 +13,20 @@
 -- $3 advanced    int8[]
 -- $4 from_txids  int8[]
 -- $5 from_ids    int8[]
+-- Parameters are read through scalar subqueries, so that the plan is generic (src/sql.rs);
+-- the casts keep `= ANY (...)` an array comparison rather than a subquery's.
 WITH closed AS (
     UPDATE pgbus.claims c SET closed_at = now()
-    WHERE c.id = ANY ($1::int8[]) AND c.lease_id = ANY ($2::int8[]) AND c.closed_at IS NULL
+    WHERE c.id = ANY ((SELECT $1::int8[])::int8[])
+      AND c.lease_id = ANY ((SELECT $2::int8[])::int8[]) AND c.closed_at IS NULL
     RETURNING c.id
 ),
 shrunk AS (
     UPDATE pgbus.claims c
-    SET from_txid = (($4::int8[])[array_position($3::int8[], c.id)])::text::xid8,
-        from_id = ($5::int8[])[array_position($3::int8[], c.id)]
-    WHERE c.id = ANY ($3::int8[]) AND c.lease_id = ANY ($2::int8[]) AND c.closed_at IS NULL
+    SET from_txid = (((SELECT $4::int8[]))[array_position((SELECT $3::int8[]), c.id)])::text::xid8,
+        from_id = ((SELECT $5::int8[]))[array_position((SELECT $3::int8[]), c.id)]
+    WHERE c.id = ANY ((SELECT $3::int8[])::int8[])
+      AND c.lease_id = ANY ((SELECT $2::int8[])::int8[]) AND c.closed_at IS NULL
     RETURNING c.id
 )
 SELECT id FROM closed

@@ -14,6 +14,8 @@
 -- $8 errors      text[]    new last_error, or null to keep the old one
 -- $9 finished    bool[]    whether finished_at is set (done, dead)
 -- $10 solos      bool[]    the row's solo (crash suspect) flag afterwards
+-- $11 durations  float8[]  the handler's duration in seconds, null when none ran (the
+--                          failure history's duration, copied by its trigger, 0012)
 --
 -- No join: joined to unnest, the planner (estimating state = 1 from statistics taken while
 -- every row was pending) chose a nested loop over the array for every row, quadratic in the
@@ -26,13 +28,14 @@ WITH del AS (
 ),
 upd AS (
     UPDATE pgbus.deliveries d
-    SET (state, run_at, attempts, last_error, finished_at, solo, lease_id) = (
+    SET (state, run_at, attempts, last_error, finished_at, solo, lease_id, attempt_duration) = (
         SELECT t.state, now() + t.delay * interval '1 second', d.attempts - t.uncount,
                coalesce(t.error, d.last_error), CASE WHEN t.finished THEN now() END, t.solo,
-               NULL::int8
+               NULL::int8, t.duration * interval '1 second'
         FROM (SELECT ($5::int2[])[p.i] AS state, ($6::float8[])[p.i] AS delay,
                      ($7::int4[])[p.i] AS uncount, ($8::text[])[p.i] AS error,
-                     ($9::bool[])[p.i] AS finished, ($10::bool[])[p.i] AS solo
+                     ($9::bool[])[p.i] AS finished, ($10::bool[])[p.i] AS solo,
+                     ($11::float8[])[p.i] AS duration
               FROM (SELECT array_position($3::int8[], d.id) AS i) p) t)
     WHERE d.id = ANY ($3::int8[]) AND d.state = 1 /* running */ AND d.lease_id = ANY ($4::int8[])
     RETURNING 1

@@ -1,5 +1,7 @@
 -- name: publish
--- Writes a batch of events (an event whose dedupe key is taken is skipped) and fans each out
+-- Writes a batch of events (an event whose dedupe key is taken in its scope is skipped: its
+-- key is claimed first in pgbus.dedupe_keys, and only the events whose key was free or that
+-- have none are written) and fans each out
 -- to one delivery per matching subscription, in one statement. One result row per written
 -- event: its id and how many deliveries it got. Deliveries are inserted in batch order
 -- (ORDER BY ord), so their ids follow the publish order whatever join the planner picks.
@@ -18,16 +20,28 @@
 -- $12 channel     text
 -- $13 scheduled   bool           whether any event has a deliver_at (else the statement skips
 --                                the part that writes scheduled deliveries)
+-- $14 dedupe_scopes text[]       each dedupe key's scope (src/dedupe.rs: type:<type>,
+--                                source:<source> or *), null without a key
+-- Parameters are read through scalar subqueries, so that the plan is generic (src/sql.rs).
 WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
-                         $7::text[], $8::int2[], $9::timestamptz[])
-        WITH ORDINALITY AS i(id, type, subject, key, data, headers, dedupe_key, priority, deliver_at,
-                             ord)
+    SELECT * FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $3::text[]),
+                         (SELECT $4::text[]), (SELECT $5::jsonb[]), (SELECT $6::jsonb[]),
+                         (SELECT $7::text[]), (SELECT $8::int2[]), (SELECT $9::timestamptz[]),
+                         (SELECT $14::text[]))
+        WITH ORDINALITY AS i(id, type, subject, key, data, headers, dedupe_key, priority,
+                             deliver_at, dedupe_scope, ord)
+),
+-- The first event of a (scope, key) not taken yet gets it; the others are duplicates.
+dedupe AS (
+    INSERT INTO pgbus.dedupe_keys (scope, key, event_id)
+    SELECT dedupe_scope, dedupe_key, id FROM input WHERE dedupe_key IS NOT NULL ORDER BY ord
+    ON CONFLICT (scope, key) DO NOTHING
+    RETURNING event_id
 ),
 ev AS (
     INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, dedupe_key, priority)
-    SELECT id, type, $10, subject, key, data, headers, dedupe_key, priority FROM input
-    ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    SELECT id, type, (SELECT $10), subject, key, data, headers, dedupe_key, priority FROM input
+    WHERE dedupe_key IS NULL OR id IN (SELECT event_id FROM dedupe)
     RETURNING id, type, key, priority
 ),
 -- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
@@ -39,7 +53,21 @@ fan_now AS (
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
-    WHERE NOT $13 OR i.deliver_at IS NULL OR i.deliver_at <= now()
+    WHERE (NOT (SELECT $13) OR i.deliver_at IS NULL OR i.deliver_at <= now())
+      AND NOT (s.ordered AND ev.key IS NOT NULL)
+    ORDER BY i.ord
+    RETURNING event_id
+),
+-- Ordered subscriptions' keyed deliveries, due now or later: pgbus.deliveries, where
+-- claim_ordered.sql takes each key's oldest (migration 0010; seq: the publish order).
+fan_ordered AS (
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq)
+    SELECT ev.id, s.name, ev.priority, greatest(coalesce(i.deliver_at, now()), now()), ev.key,
+           true, nextval('pgbus.delivery_seq')
+    FROM ev
+    JOIN input i ON i.id = ev.id
+    JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
+    WHERE s.ordered AND ev.key IS NOT NULL
     ORDER BY i.ord
     RETURNING event_id
 ),
@@ -49,12 +77,13 @@ fan_later AS (
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
-    WHERE $13 AND i.deliver_at > now()
+    WHERE (SELECT $13) AND i.deliver_at > now() AND NOT (s.ordered AND ev.key IS NOT NULL)
     ORDER BY i.ord
     RETURNING event_id
 ),
-fan AS (SELECT event_id FROM fan_now UNION ALL SELECT event_id FROM fan_later)
+fan AS (SELECT event_id FROM fan_now UNION ALL SELECT event_id FROM fan_later
+        UNION ALL SELECT event_id FROM fan_ordered)
 SELECT ev.id, coalesce(f.n, 0)::int4 AS deliveries,
-       (SELECT true FROM (SELECT pg_notify($12, '') WHERE $11) n) AS notified
+       (SELECT true FROM (SELECT pg_notify((SELECT $12), '') WHERE (SELECT $11)) n) AS notified
 FROM ev
 LEFT JOIN (SELECT event_id, count(*) AS n FROM fan GROUP BY event_id) f ON f.event_id = ev.id

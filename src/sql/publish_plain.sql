@@ -5,17 +5,20 @@
 -- One result row per event type that has subscribers (type, how many), plus a row with a
 -- null type when it notified.
 --
--- Same parameters as publish.sql; $7 (the dedupe keys, all null) is unused.
+-- Same parameters as publish.sql; $7 and $14 (the dedupe keys and scopes, all null) are
+-- unused.
+-- Parameters are read through scalar subqueries, so that the plan is generic (src/sql.rs).
 WITH matched AS (
-    SELECT t.type, s.name
-    FROM (SELECT DISTINCT type FROM unnest($2::text[]) AS u(type)) t
+    SELECT t.type, s.name, s.ordered
+    FROM (SELECT DISTINCT type FROM unnest((SELECT $2::text[])) AS u(type)) t
     JOIN pgbus.subscriptions s ON t.type LIKE ANY (s.like_patterns)
 ),
 ev AS (
     INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, priority)
-    SELECT i.id, i.type, $10, i.subject, i.key, i.data, i.headers, i.priority
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[],
-                $8::int2[]) AS i(id, type, subject, key, data, headers, priority)
+    SELECT i.id, i.type, (SELECT $10), i.subject, i.key, i.data, i.headers, i.priority
+    FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $3::text[]),
+                (SELECT $4::text[]), (SELECT $5::jsonb[]), (SELECT $6::jsonb[]),
+                (SELECT $8::int2[])) AS i(id, type, subject, key, data, headers, priority)
 ),
 -- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
 -- pgbus.deliveries, which the dispatcher reads when they fall due.
@@ -23,21 +26,37 @@ fan AS (
     INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key)
     SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
            m.name, i.priority, i.id, i.key
-    FROM unnest($1::uuid[], $2::text[], $4::text[], $8::int2[], $9::timestamptz[])
+    FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
+                (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
-    WHERE NOT $13 OR i.deliver_at IS NULL OR i.deliver_at <= now()
+    WHERE (NOT (SELECT $13) OR i.deliver_at IS NULL OR i.deliver_at <= now())
+      AND NOT (m.ordered AND i.key IS NOT NULL)
+    ORDER BY i.ord
+),
+-- Ordered subscriptions' keyed deliveries, due now or later: pgbus.deliveries, where
+-- claim_ordered.sql takes each key's oldest (migration 0010; seq: the publish order).
+fan_ordered AS (
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq)
+    SELECT i.id, m.name, i.priority, greatest(coalesce(i.deliver_at, now()), now()), i.key, true,
+           nextval('pgbus.delivery_seq')
+    FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
+                (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
+        WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
+    JOIN matched m ON m.type = i.type
+    WHERE m.ordered AND i.key IS NOT NULL
     ORDER BY i.ord
 ),
 fan_later AS (
     INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
     SELECT i.id, m.name, i.priority, i.deliver_at, i.key
-    FROM unnest($1::uuid[], $2::text[], $4::text[], $8::int2[], $9::timestamptz[])
+    FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
+                (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
-    WHERE $13 AND i.deliver_at > now()
+    WHERE (SELECT $13) AND i.deliver_at > now() AND NOT (m.ordered AND i.key IS NOT NULL)
     ORDER BY i.ord
 )
 SELECT m.type, count(*)::int4 FROM matched m GROUP BY m.type
 UNION ALL
-SELECT NULL, 0 FROM (SELECT pg_notify($12, '') WHERE $11) n
+SELECT NULL, 0 FROM (SELECT pg_notify((SELECT $12), '') WHERE (SELECT $11)) n

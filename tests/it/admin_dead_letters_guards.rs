@@ -51,7 +51,10 @@ async fn the_failure_history_keeps_the_last_ten_attempts() {
         shown.failures[9].error,
         "gave up after 12 attempts: failure 12"
     );
-    assert!(shown.failures.iter().all(|f| f.duration.is_none()));
+    assert!(
+        shown.failures.iter().all(|f| f.duration.is_some()),
+        "each with its duration"
+    );
 }
 
 #[tokio::test]

@@ -88,18 +88,7 @@ async fn killed_workers_lose_no_delivery() {
     let pool = db.pool().clone();
     create_fault_log(&pool).await;
     let subscriptions = ["kill-a", "kill-b", "kill-c"];
-    let config = WorkerConfig {
-        url: db.url().to_owned(),
-        mode: Mode::Record,
-        subscriptions: subscriptions.iter().map(|s| (*s).to_owned()).collect(),
-        pattern: "fault.*".to_owned(),
-        lease: Duration::from_secs(2),
-        concurrency: 8,
-        batch_size: 25,
-        max_attempts: 25,
-        poll_interval: Duration::from_millis(250),
-        relay_url: None,
-    };
+    let config = WorkerConfig::new(db.url(), Mode::Record, &subscriptions, "fault.*");
     let mut fleet = Fleet::start(&pool, config, 3).await;
 
     let publisher = tokio::spawn(publish_paced(pool.clone(), total, publish_for));
@@ -223,16 +212,12 @@ async fn poison_delivery_ends_dead_and_its_neighbours_are_delivered() {
     let pool = db.pool().clone();
     create_fault_log(&pool).await;
     let config = WorkerConfig {
-        url: db.url().to_owned(),
-        mode: Mode::Poison,
-        subscriptions: vec!["poison-a".to_owned()],
-        pattern: "fault.*".to_owned(),
         lease: Duration::from_secs(1),
         concurrency: 4,
         batch_size: 20,
         max_attempts: MAX_ATTEMPTS,
         poll_interval: Duration::from_millis(100),
-        relay_url: None,
+        ..WorkerConfig::new(db.url(), Mode::Poison, &["poison-a"], "fault.*")
     };
     let mut fleet = Fleet::start(&pool, config, 2).await;
 

@@ -214,16 +214,12 @@ async fn kill_relay_workers(pool: &PgPool, config: WorkerConfig) -> (Vec<Uuid>, 
 
 fn relay_workers(url: &str, mode: Mode, relay_url: String) -> WorkerConfig {
     WorkerConfig {
-        url: url.to_owned(),
-        mode,
-        subscriptions: vec!["relay.faults".to_owned()],
-        pattern: "fault.*".to_owned(),
-        lease: Duration::from_secs(2),
         concurrency: 128,
         batch_size: 100,
         max_attempts: 1000,
         poll_interval: Duration::from_millis(100),
         relay_url: Some(relay_url),
+        ..WorkerConfig::new(url, mode, &["relay.faults"], "fault.*")
     }
 }
 

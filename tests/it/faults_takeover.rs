@@ -24,16 +24,10 @@ const LEASE: Duration = Duration::from_secs(30);
 /// `batch`) until it is killed.
 async fn holding_worker(pool: &PgPool, url: &str, subscription: &str, batch: usize) -> Fleet {
     let config = WorkerConfig {
-        url: url.to_owned(),
-        mode: Mode::Hold,
-        subscriptions: vec![subscription.to_owned()],
-        pattern: "fault.*".to_owned(),
         lease: LEASE,
         concurrency: 4,
         batch_size: batch,
-        max_attempts: 25,
-        poll_interval: Duration::from_millis(250),
-        relay_url: None,
+        ..WorkerConfig::new(url, Mode::Hold, &[subscription], "fault.*")
     };
     Fleet::start(pool, config, 1).await
 }

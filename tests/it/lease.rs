@@ -220,7 +220,10 @@ async fn lost_lease_case(leased: Leased) {
                     }
                 })
             })
-            .retry(quick_retry()),
+            .retry(quick_retry())
+            // Long enough that a slow machine never detaches the batch (a third of the
+            // lease) before the simulated takeover below.
+            .lease(std::time::Duration::from_secs(300)),
         ),
     )
     .await;

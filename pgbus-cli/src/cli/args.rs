@@ -20,6 +20,18 @@ pub enum SubscriptionsCommand {
         /// The subscription.
         name: String,
     },
+    /// The blocked keys of an ordered subscription: keys whose oldest delivery is retrying
+    /// or dead (under the blocking dead-key policy), holding back the key's later ones.
+    #[command(after_help = "Example:\n  pgbus subscriptions blocked deals.pipeline --limit 20")]
+    Blocked {
+        /// The subscription.
+        name: String,
+        /// Most keys listed (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Remove a subscription with its pending, dead and done deliveries.
     Remove {
         /// The subscription.

@@ -5,7 +5,7 @@ use pgbus::admin::{Cursor, DeadLetterFilter, RetryMode};
 
 use crate::cli::{DeadCommand, DeadFilter};
 use crate::exit::{CliResult, Failure};
-use crate::output::{clip, confirm, json, opt_time, table, time};
+use crate::output::{age, clip, confirm, json, opt_time, table, time};
 
 /// `dead ...`.
 pub async fn run(admin: &Admin, command: DeadCommand) -> CliResult {
@@ -178,11 +178,12 @@ async fn show(admin: &Admin, id: i64, as_json: bool) -> CliResult {
         println!("no failures recorded");
         return Ok(());
     }
-    let mut t = table(["attempt", "failed at", "error"]);
+    let mut t = table(["attempt", "failed at", "took", "error"]);
     for f in &d.failures {
         t.add_row(vec![
             f.attempt.to_string(),
             time(f.failed_at),
+            f.duration.map_or_else(|| "-".to_owned(), age),
             f.error.clone(),
         ]);
     }

@@ -1,10 +1,10 @@
-//! `status`, `subscriptions list|pause|resume|remove`.
+//! `status`, `subscriptions list|pause|resume|blocked|remove`.
 
 use pgbus::Admin;
 
 use crate::cli::SubscriptionsCommand;
 use crate::exit::CliResult;
-use crate::output::{age, confirm, json, opt_time, table};
+use crate::output::{age, confirm, json, opt_time, table, time};
 
 /// `status` and `subscriptions list`: one row per subscription.
 pub async fn list(admin: &Admin, as_json: bool) -> CliResult {
@@ -27,8 +27,10 @@ pub async fn list(admin: &Admin, as_json: bool) -> CliResult {
         "done",
         "lag",
         "finished 1m/1h",
+        "last claimed",
         "dispatchers",
     ]);
+    let now = chrono::Utc::now();
     for s in &subs {
         let c = &s.counts;
         t.add_row(vec![
@@ -42,6 +44,10 @@ pub async fn list(admin: &Admin, as_json: bool) -> CliResult {
             c.done.to_string(),
             s.lag.map_or_else(|| "-".to_owned(), age),
             format!("{}/{}", c.finished_last_minute, c.finished_last_hour),
+            s.last_claimed_at.map_or_else(
+                || "-".to_owned(),
+                |at| format!("{} ago", age((now - at).to_std().unwrap_or_default())),
+            ),
             if s.dispatchers.is_empty() {
                 "none".to_owned()
             } else {
@@ -78,6 +84,9 @@ pub async fn run(admin: &Admin, command: SubscriptionsCommand) -> CliResult {
             }
             Ok(())
         }
+        SubscriptionsCommand::Blocked { name, limit, json } => {
+            blocked(admin, &name, limit, json.json).await
+        }
         SubscriptionsCommand::Remove { name, yes } => {
             let info = admin.subscription(&name).await?;
             let c = &info.counts;
@@ -108,4 +117,41 @@ pub async fn run(admin: &Admin, command: SubscriptionsCommand) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// `subscriptions blocked`: the blocked keys of an ordered subscription.
+async fn blocked(admin: &Admin, name: &str, limit: u32, as_json: bool) -> CliResult {
+    let keys = admin.blocked_keys(name, None, limit).await?;
+    if as_json {
+        return json(&keys);
+    }
+    if keys.is_empty() {
+        println!("{name}: no blocked keys");
+        return Ok(());
+    }
+    let mut t = table([
+        "key",
+        "blocked by",
+        "delivery",
+        "attempts",
+        "next run",
+        "waiting",
+        "last error",
+    ]);
+    for k in &keys {
+        t.add_row(vec![
+            k.key.clone(),
+            format!("{:?}", k.blocked_by).to_lowercase(),
+            k.delivery_id.to_string(),
+            k.attempts.to_string(),
+            match k.blocked_by {
+                pgbus::admin::BlockedBy::Retrying => time(k.run_at),
+                _ => "-".to_owned(),
+            },
+            k.waiting.to_string(),
+            k.last_error.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
 }

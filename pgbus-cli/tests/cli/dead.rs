@@ -116,12 +116,18 @@ async fn publish_then_the_dead_letter_workflow() {
         "permanent failure: card declined"
     );
     assert!(shown["event"]["data"].is_object());
+    assert!(
+        shown["failures"][0]["duration_seconds"].as_f64().unwrap() >= 0.0,
+        "the handler's duration: {shown}"
+    );
     let human = pgbus(&db, &["dead", "show", &id.to_string()])
         .await
         .ok()
         .stdout;
     assert!(
-        human.contains("failures (last 1)") && human.contains("billing.charge"),
+        human.contains("failures (last 1)")
+            && human.contains("billing.charge")
+            && human.contains("took"),
         "{human}"
     );
 

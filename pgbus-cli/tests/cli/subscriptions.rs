@@ -1,4 +1,4 @@
-//! `migrate`, `status`, `subscriptions list|pause|resume|remove`.
+//! `migrate`, `status`, `subscriptions list|pause|resume|blocked|remove`.
 
 use super::*;
 
@@ -31,11 +31,26 @@ async fn migrate_status_pause_resume_and_remove() {
     assert_eq!(status[1]["counts"]["pending"], 1);
     assert_eq!(status[1]["state"], "active");
     assert!(status[1]["lag_seconds"].is_number());
+    assert!(status[1]["last_claimed_at"].is_null(), "never claimed");
     let table = pgbus(&db, &["status"]).await.ok().stdout;
     assert!(
         table.contains("billing.charge") && table.contains("invoice.*"),
         "{table}"
     );
+    assert!(table.contains("last claimed"), "{table}");
+    // As a dispatcher's maintenance records it.
+    sqlx::query(
+        "UPDATE pgbus.subscriptions SET last_claimed_at = now() - interval '2 hours 5 minutes'
+         WHERE name = 'billing.charge'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let status = pgbus(&db, &["status", "--json"]).await.ok().json();
+    assert!(status[1]["last_claimed_at"].is_string(), "{status}");
+    assert!(status[0]["last_claimed_at"].is_null());
+    let table = pgbus(&db, &["status"]).await.ok().stdout;
+    assert!(table.contains("2h 5m ago"), "{table}");
     let list = pgbus(&db, &["subscriptions", "list", "--json"])
         .await
         .ok()
@@ -82,4 +97,80 @@ async fn migrate_status_pause_resume_and_remove() {
         count(pool, "SELECT count(*) FROM pgbus.subscriptions").await,
         1
     );
+}
+
+/// Fails the first event of key `bad` for good, handles the rest.
+struct FailFirstBad;
+
+#[pgbus::async_trait]
+impl RawHandler for FailFirstBad {
+    async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+        if d.event.key.as_deref() == Some("bad") && d.event.data["n"] == 0 {
+            return Err(HandlerError::permanent("cannot parse"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_keys_of_an_ordered_subscription() {
+    let db = database().await;
+    let pool = db.pool();
+    let dispatcher = pgbus::Dispatcher::builder(pool.clone())
+        .poll_interval(Duration::from_millis(50))
+        .subscribe(Subscription::raw("deals.pipeline", ["deal.*"], FailFirstBad).ordered())
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    for n in 0..3 {
+        publish(
+            pool,
+            NewEvent::raw("deal.moved", json!({ "n": n })).key("bad"),
+        )
+        .await;
+    }
+    publish(
+        pool,
+        NewEvent::raw("deal.moved", json!({ "n": 0 })).key("good"),
+    )
+    .await;
+    wait_until("the bad key to be blocked by its dead letter", async || {
+        let listed = pgbus(
+            &db,
+            &["subscriptions", "blocked", "deals.pipeline", "--json"],
+        )
+        .await
+        .ok()
+        .json();
+        listed.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    dispatcher.shutdown().await.unwrap();
+
+    let listed = pgbus(
+        &db,
+        &["subscriptions", "blocked", "deals.pipeline", "--json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(listed[0]["key"], "bad");
+    assert_eq!(listed[0]["blocked_by"], "dead");
+    assert_eq!(listed[0]["waiting"], 2);
+    assert!(
+        listed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot parse")
+    );
+    let table = pgbus(&db, &["subscriptions", "blocked", "deals.pipeline"])
+        .await
+        .ok()
+        .stdout;
+    assert!(table.contains("bad") && table.contains("dead"), "{table}");
+    let ghost = pgbus(&db, &["subscriptions", "blocked", "ghost"]).await;
+    assert_eq!(ghost.code, 1);
+    assert_eq!(ghost.stderr.trim(), "pgbus: unknown subscription \"ghost\"");
 }

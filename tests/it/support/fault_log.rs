@@ -3,7 +3,7 @@
 //! count lost and repeated deliveries even across killed processes and server restarts.
 
 use async_trait::async_trait;
-use pgbus::{Delivery, HandlerError, RawHandler};
+use pgbus::{Delivery, HandlerError, RawHandler, RawTxHandler};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -39,6 +39,32 @@ pub async fn record(pool: &PgPool, delivery: &Delivery, pid: u32) -> Result<(), 
     .execute(pool)
     .await
     .map(|_| ())
+}
+
+/// A transactional handler that records the call in `fault_log` inside the delivery's
+/// transaction, then succeeds: the row commits with the delivery's completion.
+pub struct TxRecorder;
+
+#[async_trait]
+impl RawTxHandler for TxRecorder {
+    async fn handle(
+        &self,
+        delivery: &Delivery,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    ) -> Result<(), HandlerError> {
+        sqlx::query(
+            "INSERT INTO fault_log (event_id, subscription, delivery_id, attempt, pid)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(delivery.event.id)
+        .bind(&*delivery.subscription)
+        .bind(delivery.id)
+        .bind(delivery.attempt as i32)
+        .bind(std::process::id() as i32)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
 
 /// A handler that records the call in `fault_log` (on its own pool), then succeeds.

@@ -12,7 +12,10 @@
 //! - [`journal`]: handlers that record their calls.
 //! - [`env`]: the fault tests' sizes and verbosity, from the environment.
 //! - [`fault_log`]: the `fault_log` table fault-test handlers record their calls in.
+//! - [`order_log`]: the `order_log` table ordered fault-test handlers record their calls'
+//!   starts and ends in.
 //! - [`pooler`]: a PgBouncer in transaction mode in front of the test cluster.
+//! - [`ring`]: turning the delivery log's and the claims' rings by hand.
 //! - [`process`]: running one test of this binary again in a child process.
 //! - [`tools`]: the independent implementations (Python, node) some tests check against.
 //! - [`worker`], [`fleet`]: the fault tests' worker processes, and the set of them a test
@@ -26,9 +29,11 @@ pub mod env;
 pub mod fault_log;
 pub mod fleet;
 pub mod journal;
+pub mod order_log;
 pub mod pooler;
 pub mod process;
 pub mod publishing;
+pub mod ring;
 pub mod sql_publish;
 pub mod states;
 pub mod tools;

@@ -22,7 +22,8 @@ use tokio::process::Command;
 use super::database::lazy_pool;
 use super::dispatcher::fault_retry;
 use super::env::verbose;
-use super::fault_log::record;
+use super::fault_log::{TxRecorder, record};
+use super::order_log;
 
 /// The libtest name of [`worker_main`].
 pub const WORKER_TEST: &str = "support::worker::worker_main";
@@ -47,6 +48,12 @@ pub enum Mode {
     Poison,
     /// Never return: the worker holds whatever it claims until it is killed.
     Hold,
+    /// An ordered subscription: record each call's start and end in `order_log`
+    /// (`super::order_log`), then succeed.
+    Ordered,
+    /// Subscriptions whose name starts with `tx-` record the call in `fault_log` inside a
+    /// transactional handler's transaction (`pgbus::RawTxHandler`); the others as `Record`.
+    TxRecord,
     /// Relay to the NATS server at `relay_url`: subjects `faults.<type>`, stream `FAULTS`.
     RelayNats,
     /// Relay to the RabbitMQ node at `relay_url`: exchange `pgbus.faults`, routing key the
@@ -83,12 +90,32 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 impl WorkerConfig {
+    /// Workers of `mode` serving `subscriptions` of `pattern` on the database at `url`, with
+    /// the fault tests' usual settings: a 2 s lease, 8 handlers, batches of 25, 25 attempts,
+    /// a 250 ms poll interval, no relay. Tests change what they need with `..`.
+    pub fn new(url: &str, mode: Mode, subscriptions: &[&str], pattern: &str) -> Self {
+        WorkerConfig {
+            url: url.to_owned(),
+            mode,
+            subscriptions: subscriptions.iter().map(|s| (*s).to_owned()).collect(),
+            pattern: pattern.to_owned(),
+            lease: Duration::from_secs(2),
+            concurrency: 8,
+            batch_size: 25,
+            max_attempts: 25,
+            poll_interval: Duration::from_millis(250),
+            relay_url: None,
+        }
+    }
+
     /// Passes this configuration to a worker process in its environment.
     pub fn export(&self, cmd: &mut Command) {
         let mode = match self.mode {
             Mode::Record => "record",
             Mode::Poison => "poison",
             Mode::Hold => "hold",
+            Mode::Ordered => "ordered",
+            Mode::TxRecord => "tx-record",
             Mode::RelayNats => "relay-nats",
             Mode::RelayRabbitMq => "relay-rabbitmq",
         };
@@ -113,6 +140,8 @@ impl WorkerConfig {
             mode: match std::env::var(MODE).as_deref() {
                 Ok("poison") => Mode::Poison,
                 Ok("hold") => Mode::Hold,
+                Ok("ordered") => Mode::Ordered,
+                Ok("tx-record") => Mode::TxRecord,
                 Ok("relay-nats") => Mode::RelayNats,
                 Ok("relay-rabbitmq") => Mode::RelayRabbitMq,
                 _ => Mode::Record,
@@ -182,6 +211,9 @@ async fn run(config: WorkerConfig) {
         for name in &config.subscriptions {
             let subscription = match &relay {
                 Some(relay) => relay(name),
+                None if config.mode == Mode::TxRecord && name.starts_with("tx-") => {
+                    Subscription::raw_tx(name.as_str(), [config.pattern.as_str()], TxRecorder)
+                }
                 None => Subscription::raw(
                     name.as_str(),
                     [config.pattern.as_str()],
@@ -191,6 +223,11 @@ async fn run(config: WorkerConfig) {
                         pid,
                     },
                 ),
+            };
+            let subscription = if config.mode == Mode::Ordered {
+                subscription.ordered()
+            } else {
+                subscription
             };
             builder = builder.subscribe(
                 subscription
@@ -267,6 +304,10 @@ impl RawHandler for WorkerHandler {
                 self.pid, delivery.id, delivery.attempt
             );
             std::process::abort();
+        }
+        if self.mode == Mode::Ordered {
+            order_log::run(&self.pool, delivery, self.pid).await?;
+            return Ok(());
         }
         record(&self.pool, delivery, self.pid).await?;
         Ok(())

@@ -1,0 +1,45 @@
+//! Gauges sampled by the dispatcher's maintenance task (feature `metrics`): pending, running
+//! and lag of each subscription this dispatcher serves, from one bounded statement
+//! (`src/sql/metrics_gauges.sql`) every few seconds, never per claim.
+
+use sqlx::PgPool;
+
+/// Unfinished deliveries one sample reads at most: past it, the gauges show at least what it
+/// read (see the statement).
+#[cfg(feature = "metrics")]
+const SAMPLE_CAP: i64 = 100_000;
+
+/// Samples the gauges of the served subscriptions (nothing without feature `metrics`).
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+/// `pooled`: behind a transaction pooler (an unnamed statement).
+pub(crate) async fn sample(pool: &PgPool, names: &[&str], pooled: bool) {
+    #[cfg(feature = "metrics")]
+    {
+        use super::metrics::{LAG, PENDING, RUNNING};
+
+        let rows: Vec<(String, i64, i64, Option<f64>)> =
+            match sqlx::query_as(crate::sql::METRICS_GAUGES)
+                .persistent(!pooled)
+                .bind(names)
+                .bind(SAMPLE_CAP)
+                .fetch_all(pool)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::debug!(error = %e, "pgbus: sampling the gauges failed; will retry");
+                    return;
+                }
+            };
+        for &name in names {
+            let (pending, running, lag) = rows
+                .iter()
+                .find(|r| r.0 == name)
+                .map_or((0, 0, 0.0), |r| (r.1, r.2, r.3.unwrap_or(0.0)));
+            let label = || [("subscription", name.to_owned())];
+            ::metrics::gauge!(PENDING, &label()).set(pending as f64);
+            ::metrics::gauge!(RUNNING, &label()).set(running as f64);
+            ::metrics::gauge!(LAG, &label()).set(lag.max(0.0));
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The hot statements keep one generic plan per connection: PostgreSQL plans a prepared
+//! statement five times for its parameters' values, then keeps its generic plan only if that
+//! does not look dearer than those; pgbus's statements hide the values from the planner so
+//! that it does (src/sql.rs), instead of being planned again on every call. The publish
+//! statements are run through the API; the claim and the close, which the dispatcher runs on
+//! its own connections, are run here from their files with the dispatcher's parameter types.
+
+use pgbus::{NewEvent, Publisher};
+use serde_json::json;
+use sqlx::PgConnection;
+
+use crate::support::database::db;
+use crate::support::dispatcher::register;
+
+/// The generic and custom plans so far of this connection's prepared statement `name`.
+async fn plans(conn: &mut PgConnection, name: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE '-- name: ' || $1 || '\n%'",
+    )
+    .bind(name)
+    .fetch_one(conn)
+    .await
+    .expect("the statement is prepared on this connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_statements_are_planned_once_per_connection() {
+    let db = db().await;
+    let pool = db.pool();
+    register(pool, &[("audit", &["*"])]).await;
+    let p = Publisher::new("plans-tests").expect("publisher");
+    let mut conn = pool.acquire().await.expect("connection");
+
+    for i in 0..12 {
+        let plain = NewEvent::raw("plan.plain", json!({ "i": i }));
+        p.publish(&mut conn, plain).await.expect("publish");
+        let keyed = NewEvent::raw("plan.keyed", json!({ "i": i })).dedupe_key(format!("k{i}"));
+        p.publish(&mut conn, keyed)
+            .await
+            .expect("publish with a dedupe key");
+    }
+    for name in ["publish_plain", "publish"] {
+        let (generic, custom) = plans(&mut conn, name).await;
+        assert_eq!(
+            (generic, custom),
+            (7, 5),
+            "{name}: (generic, custom) plans of 12 calls"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_and_close_statements_are_planned_once_per_connection() {
+    let db = db().await;
+    let pool = db.pool();
+    register(pool, &[("audit", &["*"])]).await;
+    let mut conn = pool.acquire().await.expect("connection");
+
+    for _ in 0..12 {
+        sqlx::query(include_str!("../../src/sql/claim_log.sql"))
+            .bind(vec!["audit"])
+            .bind(vec![0_i32])
+            .bind(vec![500_i32])
+            .bind(vec![30.0_f64])
+            .bind(0_i32)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("claiming from the log");
+        let none: Vec<i64> = Vec::new();
+        sqlx::query(include_str!("../../src/sql/close_claims.sql"))
+            .bind(&none)
+            .bind(&none)
+            .bind(&none)
+            .bind(&none)
+            .bind(&none)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("closing batches");
+    }
+    for name in ["claim_log", "close_claims"] {
+        let (generic, custom) = plans(&mut conn, name).await;
+        assert_eq!(
+            (generic, custom),
+            (7, 5),
+            "{name}: (generic, custom) plans of 12 calls"
+        );
+    }
+}
