@@ -165,3 +165,85 @@ async fn an_unroutable_message_is_an_error_until_a_queue_is_bound() {
     assert_eq!(got, want, "each event once, after the queue was bound");
     server.stop();
 }
+
+/// Unroutable messages among many routable ones in flight on one channel: each returned
+/// message is matched to its own publish by `message-id`, so no unroutable event is marked
+/// done and every routable one reaches the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returned_messages_are_matched_to_their_own_publish() {
+    let Some((server, python)) = rabbitmq().await else {
+        return;
+    };
+    let url = server.url();
+    amqp_setup(&python, &url, "pgbus.mixed", "routable", "routable.#").await;
+    let db = db().await;
+    let pool = db.pool().clone();
+    let relay = RabbitMqRelay::builder(&url, "pgbus.mixed").build().unwrap();
+    let handle = start(
+        dispatcher(&pool).subscribe(
+            relay
+                .subscription("relay.amqp-mixed", ["*"])
+                .retry(quick_retry().max_attempts(10_000)),
+        ),
+    )
+    .await;
+    // One unroutable event in every 20, published in a few transactions so that the claims
+    // mix them with routable ones.
+    let events: Vec<NewEvent> = (0..4000)
+        .map(|i| {
+            let kind = if i % 20 == 7 {
+                "unbound.thing"
+            } else {
+                "routable.thing"
+            };
+            NewEvent::raw(kind, serde_json::json!({ "i": i }))
+        })
+        .collect();
+    for chunk in events.chunks(500) {
+        publish_events(&pool, chunk).await;
+    }
+    let unroutable = events
+        .iter()
+        .filter(|e| e.event_type() == "unbound.thing")
+        .count() as i64;
+    wait_until(
+        "every routable delivery done",
+        Duration::from_secs(60),
+        || async {
+            count(
+                &pool,
+                "SELECT count(*) FROM pgbus.all_deliveries d JOIN pgbus.events e \
+                 ON e.id = d.event_id WHERE d.state < 2 AND e.type = 'routable.thing'",
+            )
+            .await
+                == 0
+        },
+    )
+    .await;
+    let unfinished = count(
+        &pool,
+        "SELECT count(*) FROM pgbus.all_deliveries d JOIN pgbus.events e \
+         ON e.id = d.event_id WHERE d.state < 2 AND e.type = 'unbound.thing'",
+    )
+    .await;
+    stop(&pool, handle).await;
+    assert_eq!(
+        unfinished, unroutable,
+        "every unroutable event is still retrying, none was marked done"
+    );
+    let got: std::collections::HashSet<String> = amqp_read(&python, &url, "routable")
+        .await
+        .into_iter()
+        .filter_map(|m| m.message_id)
+        .collect();
+    for e in &events {
+        let id = e.id().to_string();
+        assert_eq!(
+            got.contains(&id),
+            e.event_type() == "routable.thing",
+            "event {id} of type {} in the queue",
+            e.event_type()
+        );
+    }
+    server.stop();
+}

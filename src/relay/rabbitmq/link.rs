@@ -16,6 +16,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use super::BROKER;
+use super::confirms::Publisher;
 use crate::relay::RelayError;
 
 /// How long a failed connection attempt is remembered before the next is made.
@@ -28,18 +29,19 @@ pub(super) struct Declare {
     pub(super) kind: ExchangeKind,
 }
 
-/// One connection and its channels.
+/// One connection, its channels, and each channel's publisher.
 pub(super) struct Session {
     connection: Connection,
     channels: Vec<Channel>,
+    publishers: Vec<Publisher>,
     next: AtomicUsize,
 }
 
 impl Session {
-    /// The next channel, round robin.
-    pub(super) fn channel(&self) -> &Channel {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
-        &self.channels[i]
+    /// The next channel's publisher, round robin.
+    pub(super) fn publisher(&self) -> &Publisher {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.publishers.len();
+        &self.publishers[i]
     }
 
     fn is_usable(&self) -> bool {
@@ -158,9 +160,11 @@ impl Link {
                     message: e.to_string(),
                 })?;
         }
+        let publishers = channels.iter().cloned().map(Publisher::start).collect();
         Ok(Session {
             connection,
             channels,
+            publishers,
             next: AtomicUsize::new(0),
         })
     }

@@ -19,6 +19,7 @@
 //! ```
 
 mod builder;
+mod confirms;
 mod link;
 
 use std::fmt;
@@ -26,9 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lapin::options::BasicPublishOptions;
+use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Confirmation};
+use tokio::sync::oneshot;
 
 pub use builder::RabbitMqRelayBuilder;
 pub use lapin::ExchangeKind;
@@ -37,6 +38,7 @@ use super::{Destinations, Format, RelayError, RelayMessage, relay_subscription};
 use crate::event::EventEnvelope;
 use crate::handler::{Delivery, HandlerError, RawHandler};
 use crate::subscription::Subscription;
+use confirms::{Publish, Settled};
 use link::Link;
 
 const BROKER: &str = "rabbitmq";
@@ -115,56 +117,67 @@ impl RabbitMqRelay {
         let message = RelayMessage::new(event, destination, inner.format);
         let properties = properties(event, &message, inner.persistent);
         let session = inner.link.session().await?;
-        let failed = |e: lapin::Error| {
-            inner.link.broken(&session);
-            RelayError::Publish {
-                broker: BROKER,
-                destination: message.destination.clone(),
-                message: e.to_string(),
+        let (reply, settled) = oneshot::channel();
+        let publish = Publish {
+            exchange: inner.exchange.clone(),
+            routing_key: message.destination.clone(),
+            body: message.body,
+            properties,
+            message_id: message.id,
+            reply,
+        };
+        let publisher = session.publisher();
+        let settled = tokio::time::timeout(inner.ack_timeout, async {
+            if !publisher.send(publish).await {
+                return None;
             }
-        };
-        let options = BasicPublishOptions {
-            mandatory: true,
-            immediate: false,
-        };
-        let confirm = session
-            .channel()
-            .basic_publish(
-                inner.exchange.as_str().into(),
-                message.destination.as_str().into(),
-                options,
-                &message.body,
-                properties,
-            )
-            .await
-            .map_err(failed)?;
-        let confirmation = match tokio::time::timeout(inner.ack_timeout, confirm).await {
-            Ok(confirmation) => confirmation.map_err(failed)?,
+            settled.await.ok()
+        })
+        .await;
+        let destination = message.destination;
+        let settled = match settled {
+            Ok(Some(settled)) => settled,
+            Ok(None) => {
+                inner.link.broken(&session);
+                return Err(RelayError::Publish {
+                    broker: BROKER,
+                    destination,
+                    message: "the channel's publisher stopped".to_owned(),
+                });
+            }
             Err(_) => {
                 return Err(RelayError::AckTimeout {
                     broker: BROKER,
-                    destination: message.destination,
+                    destination,
                     after: inner.ack_timeout,
                 });
             }
         };
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => Err(RelayError::Unroutable {
+        match settled {
+            Ok(Settled::Acked) => Ok(()),
+            Ok(Settled::Returned(reply)) => Err(RelayError::Unroutable {
                 exchange: inner.exchange.clone(),
-                routing_key: message.destination,
-                reply: format!("{} {}", returned.reply_code, returned.reply_text),
+                routing_key: destination,
+                reply,
             }),
-            Confirmation::Nack(_) => Err(RelayError::Rejected {
+            Ok(Settled::Nacked) => Err(RelayError::Rejected {
                 broker: BROKER,
-                destination: message.destination,
+                destination,
                 message: "negative acknowledgement (basic.nack)".to_owned(),
             }),
-            Confirmation::NotRequested => Err(RelayError::Rejected {
+            Ok(Settled::NotConfirmed) => Err(RelayError::Rejected {
                 broker: BROKER,
-                destination: message.destination,
+                destination,
                 message: "the channel is not in confirm mode".to_owned(),
             }),
+            Err(e) => {
+                inner.link.broken(&session);
+                Err(RelayError::Publish {
+                    broker: BROKER,
+                    destination,
+                    message: e.to_string(),
+                })
+            }
         }
     }
 }
