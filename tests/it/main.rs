@@ -31,6 +31,7 @@ mod pooler;
 mod publish;
 mod registration;
 mod relay_nats;
+mod relay_ordered;
 mod relay_rabbitmq;
 mod retry;
 mod shutdown;

@@ -52,6 +52,15 @@ struct NatsRead {
     messages: Vec<NatsMessage>,
 }
 
+/// Sets the subjects of the JetStream stream `stream` (nats-py).
+pub async fn set_stream_subjects(python: &PathBuf, url: &str, stream: &str, subjects: &[&str]) {
+    let mut c = Command::new(python);
+    c.arg(script("nats_stream_subjects.py"))
+        .args([url, stream])
+        .args(subjects);
+    run_async(c, String::new()).await;
+}
+
 /// Every message of `stream` (filtered by `subject`), read by nats-py; checks that it read
 /// as many as the stream holds.
 pub async fn read_stream(
