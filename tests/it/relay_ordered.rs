@@ -28,7 +28,11 @@ fn keyed_events() -> Vec<NewEvent> {
     (0..KEYS * PER_KEY)
         .map(|i| {
             let k = i % KEYS;
-            let kind = if k % 2 == 0 { "ord.even" } else { "ord.odd" };
+            let kind = if k.is_multiple_of(2) {
+                "ord.even"
+            } else {
+                "ord.odd"
+            };
             NewEvent::raw(kind, json!({ "i": i })).key(format!("k{k}"))
         })
         .collect()
