@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use pgbus::NewEvent;
 use pgbus::relay::nats::NatsRelay;
 use pgbus::relay::rabbitmq::{ExchangeKind, RabbitMqRelay};
+use pgbus::{NewEvent, Subscription};
 use serde_json::json;
 
 use crate::support::brokers::{
@@ -75,12 +75,36 @@ async fn wait_odd_heads_retrying(pool: &sqlx::PgPool) {
     .await;
 }
 
-/// Checks that the payload numbers, in broker order, are each event once and in publish
+/// Runs `subscription`, made ordered, over the keyed events: waits until the even keys are
+/// relayed and every odd key's head has failed twice, then awaits `open_odd` (which makes
+/// the odd keys' messages routable) and waits until they are relayed too.
+async fn relay_in_order(
+    pool: &sqlx::PgPool,
+    subscription: Subscription,
+    open_odd: impl Future<Output = ()>,
+) {
+    let handle = start(
+        dispatcher(pool).subscribe(
+            subscription
+                .ordered()
+                .retry(quick_retry().max_attempts(10_000)),
+        ),
+    )
+    .await;
+    publish_in_rounds(pool, &keyed_events()).await;
+    wait_unfinished(pool, "the even keys relayed", "ord.even", 0).await;
+    wait_odd_heads_retrying(pool).await;
+    open_odd.await;
+    wait_unfinished(pool, "the odd keys relayed", "ord.odd", 0).await;
+    stop(pool, handle).await;
+}
+
+/// Checks that the messages' bodies, in broker order, are each event once and in publish
 /// order within every key.
-fn assert_in_order_per_key(numbers: &[usize]) {
+fn assert_in_order_per_key<'a>(bodies: impl Iterator<Item = &'a [u8]>) {
     let mut seen = HashSet::new();
     let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for &i in numbers {
+    for i in bodies.map(number) {
         assert!(seen.insert(i), "event {i} reached the broker twice");
         by_key.entry(i % KEYS).or_default().push(i);
     }
@@ -110,28 +134,17 @@ async fn an_ordered_nats_relay_publishes_each_key_in_order() {
         .connect()
         .await
         .expect("relay");
-    let handle = start(
-        dispatcher(&pool).subscribe(
-            relay
-                .subscription("relay.nats-ordered", ["ord.*"])
-                .ordered()
-                .retry(quick_retry().max_attempts(10_000)),
-        ),
+    // The stream takes the odd keys' subject too, once they are held back.
+    let url = server.url();
+    let open_odd = set_stream_subjects(&python, &url, "ORD", &["ord.even", "ord.odd"]);
+    relay_in_order(
+        &pool,
+        relay.subscription("relay.nats-ordered", ["ord.*"]),
+        open_odd,
     )
     .await;
-    publish_in_rounds(&pool, &keyed_events()).await;
-    wait_unfinished(&pool, "the even keys relayed", "ord.even", 0).await;
-    wait_odd_heads_retrying(&pool).await;
-    // The stream takes the odd keys' subject too from now on.
-    set_stream_subjects(&python, &server.url(), "ORD", &["ord.even", "ord.odd"]).await;
-    wait_unfinished(&pool, "the odd keys relayed", "ord.odd", 0).await;
-    stop(&pool, handle).await;
-    let numbers: Vec<usize> = read_stream(&python, &server.url(), "ORD", "ord.*")
-        .await
-        .iter()
-        .map(|m| number(&m.body))
-        .collect();
-    assert_in_order_per_key(&numbers);
+    let messages = read_stream(&python, &url, "ORD", "ord.*").await;
+    assert_in_order_per_key(messages.iter().map(|m| m.body.as_slice()));
     server.stop();
 }
 
@@ -148,27 +161,15 @@ async fn an_ordered_rabbitmq_relay_publishes_each_key_in_order() {
         .declare_exchange(ExchangeKind::Topic)
         .build()
         .unwrap();
-    let handle = start(
-        dispatcher(&pool).subscribe(
-            relay
-                .subscription("relay.amqp-ordered", ["ord.*"])
-                .ordered()
-                .retry(quick_retry().max_attempts(10_000)),
-        ),
+    // The same queue takes the odd keys too, once they are held back.
+    let open_odd = amqp_setup(&python, &url, "pgbus.ordered", "ordered", "ord.odd");
+    relay_in_order(
+        &pool,
+        relay.subscription("relay.amqp-ordered", ["ord.*"]),
+        open_odd,
     )
     .await;
-    publish_in_rounds(&pool, &keyed_events()).await;
-    wait_unfinished(&pool, "the even keys relayed", "ord.even", 0).await;
-    wait_odd_heads_retrying(&pool).await;
-    // The same queue takes the odd keys from now on.
-    amqp_setup(&python, &url, "pgbus.ordered", "ordered", "ord.odd").await;
-    wait_unfinished(&pool, "the odd keys relayed", "ord.odd", 0).await;
-    stop(&pool, handle).await;
-    let numbers: Vec<usize> = amqp_read(&python, &url, "ordered")
-        .await
-        .iter()
-        .map(|m| number(&m.body))
-        .collect();
-    assert_in_order_per_key(&numbers);
+    let messages = amqp_read(&python, &url, "ordered").await;
+    assert_in_order_per_key(messages.iter().map(|m| m.body.as_slice()));
     server.stop();
 }
