@@ -7,8 +7,9 @@
 --
 -- $1 retention     float8  seconds
 -- $2 lock_timeout  float8  seconds to wait for a slot's lock before leaving it for next time
--- $3 turn          bool    whether the ring may turn (false: truncate only, for Admin::prune)
+-- $3 turn          bool    whether the ring may turn (false: truncate only)
 -- $4 lock_key      int8    advisory lock that serialises pruners
-SELECT r.truncated, r.moved
-FROM pgbus.events_rotate($1 * interval '1 second', $2 * interval '1 second', $3) r
+-- The function is called in the target list, as log_rotate.sql calls its own: a FROM item
+-- would run before a volatile WHERE (the lock) is checked.
+SELECT pgbus.events_rotate($1 * interval '1 second', $2 * interval '1 second', $3) AS step
 WHERE pg_try_advisory_xact_lock($4)
