@@ -2,7 +2,7 @@
 //! truncates whole slots past the retention; events something still refers to (a dead
 //! letter, a delivery not due yet, a retained done row) move forward first and stay
 //! deliverable and visible; an event id is unique within its slot only, dedupe keys across
-//! the whole ring.
+//! the whole ring; a row that names a stale slot still gets its event.
 
 use std::time::Duration;
 
@@ -195,5 +195,51 @@ async fn an_event_id_is_unique_within_its_slot_and_a_dedupe_key_across_the_ring(
             .await
             .expect("keyed again"),
         PublishOutcome::Duplicate { id: original }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_naming_a_stale_slot_still_gets_its_event() {
+    let db = db().await;
+    let pool = db.pool();
+    register(pool, &[("ring.sub", &["ring.*"])]).await;
+    let publisher = Publisher::new("ring-stale").expect("publisher");
+    let mut conn = pool.acquire().await.expect("a connection");
+    let soon = Utc::now() + chrono::Duration::milliseconds(200);
+    let event = NewEvent::raw("ring.stale", json!({ "n": 7 })).deliver_at(soon);
+    let id = event.id();
+    publisher
+        .publish(&mut conn, event)
+        .await
+        .expect("publishing");
+    drop(conn);
+    // As a row copied from memory while the ring moved its event forward would be: it names
+    // a slot that does not hold the event.
+    let stale = (current_slot(pool).await + 3) % 8;
+    sqlx::query("UPDATE pgbus.deliveries SET event_slot = $1")
+        .bind(stale)
+        .execute(pool)
+        .await
+        .expect("naming a stale slot");
+    let journal = Journal::new();
+    let handle = start(dispatcher(pool).subscribe(Subscription::raw(
+        "ring.sub",
+        ["ring.*"],
+        journal.handler(),
+    )))
+    .await;
+    wait_until("the delivery", SOON, || async { journal.len() == 1 }).await;
+    stop(pool, handle).await;
+    let call = journal.calls().remove(0);
+    assert_eq!(call.event_id, id);
+    assert_eq!(
+        call.data,
+        json!({ "n": 7 }),
+        "the event found in its own slot"
+    );
+    assert_eq!(
+        count(pool, "SELECT count(*) FROM pgbus.deliveries").await,
+        0,
+        "delivered, not dead"
     );
 }
