@@ -193,6 +193,13 @@ impl NewEvent {
     }
 
     /// Uses a caller-chosen id instead of a fresh UUID v7.
+    ///
+    /// An id is unique within one slot of the events ring (`pgbus.events` is partitioned
+    /// into eight slots, each taking events for a sixth of the event retention): publishing
+    /// an id again is refused while the first event's slot takes events, not after
+    /// publishing moved to another slot. To refuse a repeat for a known window, give the
+    /// event a [`dedupe_key`](Self::dedupe_key) instead, which holds across the whole ring
+    /// for the dedupe retention.
     pub fn with_id(mut self, id: Uuid) -> Self {
         self.id = id;
         self

@@ -78,6 +78,21 @@ const MIGRATIONS: &[Migration] = &[
         name: "0013_lane_claimed_at.sql",
         sql: include_str!("../migrations/0013_lane_claimed_at.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_events_ring.sql",
+        sql: include_str!("../migrations/0014_events_ring.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "0015_event_slot_writers.sql",
+        sql: include_str!("../migrations/0015_event_slot_writers.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "0016_events_rotate.sql",
+        sql: include_str!("../migrations/0016_events_rotate.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

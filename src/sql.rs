@@ -46,7 +46,8 @@ statements! {
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     METRICS_GAUGES = "metrics_gauges.sql";
     EXTEND_LEASES = "extend_leases.sql";
-    PRUNE_EVENTS = "prune_events.sql";
+    EVENTS_ROTATE = "events_rotate.sql";
+    EVENTS_ANY_SLOT = "events_any_slot.sql";
     PRUNE_DONE = "prune_done.sql";
     DEAD_TUPLES = "dead_tuples.sql";
     VACUUM_DELIVERIES = "vacuum_deliveries.sql";

@@ -2,11 +2,12 @@
 //!
 //! Fills `pgbus.events` with `PGBUS_PRUNE_EVENTS` (default 5,000,000) fully delivered events,
 //! of which `PGBUS_PRUNE_KEEP_PCT` percent (default 10) are recent and the rest older than the
-//! retention, then starts one dispatcher (`event_retention` 1 day, maintenance every 100 ms)
-//! and measures how long its pruning takes to remove the old ones, how the table's size and
-//! dead tuples change, and, with `PGBUS_PRUNE_PIN=1`, the same while a REPEATABLE READ
-//! transaction that took an xid is held open (the space of the deleted rows cannot be
-//! reused until it ends). Same server as the other benches (a throwaway durable cluster, or
+//! retention: the old ones in the events ring's first slot, dated as closed two days ago, the
+//! recent ones in the next slot. Then it starts one dispatcher (`event_retention` 1 day,
+//! maintenance every 100 ms) and measures how long its retention takes to remove the old
+//! ones (one TRUNCATE of the old slot), how the table's size and dead tuples change, and,
+//! with `PGBUS_PRUNE_PIN=1`, the same while a REPEATABLE READ transaction that took an xid
+//! is held open. Same server as the other benches (a throwaway durable cluster, or
 //! `DATABASE_URL`); results in `target/pgbus-bench/prune-<timestamp>.json`.
 
 #[path = "../common/mod.rs"]
@@ -31,9 +32,10 @@ async fn main() {
 async fn events_size(pool: &PgPool) -> Res<(i64, i64, i64)> {
     Ok(sqlx::query_as(
         "SELECT (SELECT count(*) FROM pgbus.events),
-                pg_total_relation_size('pgbus.events'),
-                coalesce((SELECT n_dead_tup FROM pg_stat_user_tables
-                          WHERE schemaname = 'pgbus' AND relname = 'events'), 0)",
+                (SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::int8
+                 FROM pg_inherits i WHERE i.inhparent = 'pgbus.events'::regclass),
+                coalesce((SELECT sum(n_dead_tup)::int8 FROM pg_stat_user_tables
+                          WHERE schemaname = 'pgbus' AND relname LIKE 'events\\_%'), 0)",
     )
     .fetch_one(pool)
     .await?)
@@ -59,7 +61,19 @@ async fn run() -> Res<()> {
     let fill = Instant::now();
     let mut done = 0;
     while done < n {
-        let chunk = FILL_CHUNK.min(n - done);
+        if done == n - keep {
+            // The old events' slot closed two days ago; the recent ones go to the next.
+            sqlx::raw_sql(
+                "UPDATE pgbus.events_ring SET opened_at = now() - interval '3 days';
+                 INSERT INTO pgbus.events_ring (generation, slot, opened_at)
+                 SELECT generation + 1, (slot + 1) % 8, now() - interval '2 days'
+                 FROM pgbus.events_ring ORDER BY generation DESC LIMIT 1",
+            )
+            .execute(&pool)
+            .await?;
+        }
+        let end = if done < n - keep { n - keep } else { n };
+        let chunk = FILL_CHUNK.min(end - done);
         sqlx::query(
             "INSERT INTO pgbus.events (id, type, source, data, created_at)
              SELECT gen_random_uuid(), 'bench.noop', 'bench', jsonb_build_object('i', i),
@@ -118,7 +132,7 @@ async fn run() -> Res<()> {
     let (_, vacuumed, _) = events_size(&pool).await?;
     let pruned = (rows - left) as f64;
     println!(
-        "pruned {} events in {:.1} s ({}/s, first batch after up to 100 ms); pgbus.events {} \
+        "pruned {} events in {:.1} s ({}/s; the first maintenance after up to 100 ms, sampled every 0.5 s); pgbus.events {} \
          after pruning ({} dead tuples), {} after VACUUM{}",
         thousands(pruned),
         secs,

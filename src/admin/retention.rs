@@ -41,8 +41,10 @@ impl Retention {
     }
 
     /// Delete events older than this that no delivery refers to any more (every
-    /// subscription is done with them). An event with a pending, running or dead delivery
-    /// is never deleted.
+    /// subscription is done with them), row by row. An event with a pending, running or
+    /// dead delivery is never deleted. The dispatchers' own retention truncates whole slots
+    /// of the events ring instead (see [`DispatcherBuilder::event_retention`](crate::DispatcherBuilder::event_retention)); this is for an
+    /// age shorter than the ring keeps, e.g. right after lowering the retention.
     pub fn events_older_than(mut self, age: Duration) -> Self {
         self.events_older_than = Some(age);
         self

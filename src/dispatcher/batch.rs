@@ -19,6 +19,8 @@ pub(crate) struct LogOrigin {
     pub(crate) key: Option<String>,
     /// Its publishing transaction: with the id, its position in its lane.
     pub(crate) txid: i64,
+    /// The events ring slot of its event (migration 0014).
+    pub(crate) event_slot: i16,
 }
 
 /// How many leading rows of a batch must have their outcome before the batch is shrunk to

@@ -10,6 +10,7 @@ use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
 use super::batch::LogOrigin;
+use super::moved_events;
 use crate::sql;
 
 /// How many rows to claim for one subscription.
@@ -33,6 +34,8 @@ pub(crate) struct ClaimedRow {
     pub(crate) lease_id: i64,
     /// The event, for a delivery claimed to run whose event still exists.
     pub(crate) event: Option<EventRow>,
+    /// The event's id, for a delivery claimed to run (not taken back).
+    pub(crate) event_id: Option<Uuid>,
     /// Its batch, for a row of the delivery log.
     pub(crate) log: Option<LogOrigin>,
 }
@@ -72,6 +75,8 @@ pub(super) struct ResultRow {
     data: Option<String>,
     headers: Option<String>,
     created_at: Option<DateTime<Utc>>,
+    /// The events ring slot of the delivery's event (migration 0014), or of the event.
+    event_slot: Option<i16>,
 }
 
 /// Claims due deliveries of the wanted subscriptions (`subs` holds every subscription's
@@ -92,9 +97,11 @@ pub(crate) async fn claim(
         .bind(&leases)
         .bind(solo)
         .bind(owner)
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
-    Ok(pair(rows))
+    let mut claimed = pair(rows);
+    moved_events::fill(conn, &mut claimed).await?;
+    Ok(claimed)
 }
 
 /// Claims rows of the delivery log for the wanted subscriptions, one batch lease per lane
@@ -112,9 +119,11 @@ pub(crate) async fn claim_log(
         .bind(&limits)
         .bind(&leases)
         .bind(owner)
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
-    Ok(pair(rows))
+    let mut claimed = pair(rows);
+    moved_events::fill(conn, &mut claimed).await?;
+    Ok(claimed)
 }
 
 /// The wants as the claims' array parameters: names, positions, limits, leases (seconds).
@@ -145,6 +154,7 @@ pub(super) fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
                     priority: r.priority.unwrap_or_default(),
                     key: None,
                     txid: r.txid.unwrap_or_default(),
+                    event_slot: r.event_slot.unwrap_or_default(),
                 });
                 let event_id = event_id.filter(|_| !taken_back);
                 if let Some(e) = event_id {
@@ -160,6 +170,7 @@ pub(super) fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
                         taken_back,
                         lease_id: r.lease_id.unwrap_or_default(),
                         event: None,
+                        event_id,
                         log,
                     },
                 ));

@@ -45,7 +45,7 @@ pub(crate) async fn claim_ordered(
         .bind(&after)
         .bind(solo)
         .bind(owner)
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
     // The walks' end positions: rows with neither a delivery nor an event.
     rows.retain_mut(|r| {
@@ -57,5 +57,7 @@ pub(crate) async fn claim_ordered(
         }
         false
     });
-    Ok(pair(rows))
+    let mut claimed = pair(rows);
+    super::moved_events::fill(conn, &mut claimed).await?;
+    Ok(claimed)
 }

@@ -153,6 +153,12 @@ impl DispatcherBuilder {
     /// How long fully delivered events are kept (as history, e.g. per subject) before
     /// pruning; `None` keeps them forever. Events with a pending, running or dead delivery
     /// are never pruned. Default: 7 days.
+    ///
+    /// `pgbus.events` is a ring of eight slots; publishing moves to the next slot every
+    /// sixth of the retention, and a slot is truncated once it closed longer than the
+    /// retention ago: an event is kept at least the retention and at most seven sixths of it
+    /// (plus a maintenance interval). Events something still refers to are moved to the
+    /// current slot first. With `None` the ring never turns.
     pub fn event_retention(mut self, retention: Option<Duration>) -> Self {
         self.config.event_retention = retention;
         self

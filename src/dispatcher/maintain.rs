@@ -1,5 +1,7 @@
-//! Maintenance: retention pruning of fully delivered events, of retained done deliveries and
-//! of dedupe keys, so the tables level off instead of growing with the event count; the done
+//! Maintenance: event retention (the events ring turns, and its slots past the retention are
+//! truncated once their survivors moved forward: `pgbus.events_rotate`, migration 0016),
+//! pruning of retained done deliveries and of dedupe keys, so the tables level off instead
+//! of growing with the event count; the done
 //! markers of transactional handlers once their batches are closed; the sampled gauges of the
 //! metrics feature (`crate::telemetry::gauges`); and when each served subscription was last
 //! claimed (`src/sql/record_last_claimed.sql`).
@@ -21,6 +23,10 @@ const VACUUM_LOCK_KEY: i64 = 0x7067_6275_735f_7663; // "pgbus_vc"
 
 /// Rows deleted per statement, so one prune never holds many locks or a long transaction.
 const PRUNE_BATCH: i64 = 5_000;
+
+/// How long the events ring waits for a slot's lock before leaving it for the next
+/// maintenance (claims queue behind the truncation meanwhile).
+const RING_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// How often the dead tuples of `pgbus.deliveries` are looked at.
 const VACUUM_CHECK: Duration = Duration::from_secs(5);
@@ -139,10 +145,11 @@ fn is_permission_error(e: &sqlx::Error) -> bool {
         .is_some_and(|c| c == "42501")
 }
 
-/// Deletes events older than `event_retention` that have no delivery left (every
-/// subscription is done with them), and done deliveries older than `done_retention`.
-/// Returns the number of events and deliveries deleted. Behind a transaction pooler
-/// (`pooled`), each statement runs in a transaction of its own (`pooler.rs`).
+/// Deletes done deliveries older than `done_retention`, then takes one step of the events
+/// ring for `event_retention` (none when it is `None`: the ring never turns). Returns the
+/// number of ring steps taken (0 when another dispatcher held the lock) and of deliveries
+/// deleted. Behind a transaction pooler (`pooled`), each statement runs in a transaction of
+/// its own (`pooler.rs`).
 pub(crate) async fn prune(
     pool: &PgPool,
     pooled: bool,
@@ -158,19 +165,17 @@ pub(crate) async fn prune(
     .await?;
     let events = match event_retention {
         Some(retention) => {
-            in_batches(|| async {
-                let old = sqlx::query(sql::PRUNE_EVENTS)
-                    .bind(retention.as_secs_f64())
-                    .bind(PRUNE_BATCH)
-                    .bind(PRUNE_LOCK_KEY);
-                Ok(pooler::execute(pool, pooled, old).await?.rows_affected())
-            })
-            .await?
+            let step = sqlx::query(sql::EVENTS_ROTATE)
+                .bind(retention.as_secs_f64())
+                .bind(RING_LOCK_TIMEOUT.as_secs_f64())
+                .bind(true)
+                .bind(PRUNE_LOCK_KEY);
+            pooler::execute(pool, pooled, step).await?.rows_affected()
         }
         None => 0,
     };
-    if events + deliveries > 0 {
-        tracing::debug!(events, deliveries, "pgbus: pruned");
+    if deliveries > 0 {
+        tracing::debug!(deliveries, "pgbus: pruned");
     }
     Ok((events, deliveries))
 }

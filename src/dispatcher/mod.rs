@@ -23,6 +23,7 @@ mod handle;
 mod lease;
 mod listen;
 mod maintain;
+mod moved_events;
 mod outcome;
 mod pooler;
 mod presence;

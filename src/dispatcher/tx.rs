@@ -37,6 +37,8 @@ pub(crate) struct Fence {
     subscription: Arc<str>,
     priority: i16,
     key: Option<String>,
+    /// The events ring slot of the event (migration 0014).
+    event_slot: i16,
     persistent: bool,
 }
 
@@ -52,6 +54,7 @@ impl Fence {
             event_id: delivery.event.id,
             subscription: delivery.subscription.clone(),
             priority: log.as_ref().map_or(0, |l| l.priority),
+            event_slot: log.as_ref().map_or(0, |l| l.event_slot),
             key: log.and_then(|l| l.key),
             persistent: !shared.config.transaction_pooler,
         }
@@ -74,6 +77,7 @@ impl Fence {
                 .bind(&*self.subscription)
                 .bind(self.priority)
                 .bind(self.key.as_deref())
+                .bind(self.event_slot)
                 .fetch_one(&mut **tx)
                 .await?;
             if written > 0 {

@@ -120,6 +120,7 @@ pub(crate) async fn write_log(
     let errors: Vec<Option<&str>> = rows.iter().map(|t| t.transition.error.as_deref()).collect();
     let solos: Vec<bool> = rows.iter().map(|t| t.transition.solo).collect();
     let durations: Vec<Option<f64>> = rows.iter().map(|t| t.duration_secs()).collect();
+    let event_slots: Vec<i16> = rows.iter().map(|t| origin(t).event_slot).collect();
     let (held, _closed, _written): (Vec<i64>, i64, i64) = sqlx::query_as(sql::COMPLETE_LOG)
         .bind(&batches)
         .bind(&leases)
@@ -139,6 +140,7 @@ pub(crate) async fn write_log(
         .bind(&from_txids)
         .bind(&from_ids)
         .bind(&durations)
+        .bind(&event_slots)
         .fetch_one(conn)
         .await?;
     Ok(LogWritten { held })

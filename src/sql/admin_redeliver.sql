@@ -11,7 +11,10 @@
 -- Returns whether the event exists, the delivery's id and state before (null: none), and
 -- the id of the delivery created or made pending (null: nothing written).
 WITH ev AS (
-    SELECT id, priority, key FROM pgbus.events WHERE id = $2
+    -- By id alone: every slot of the events ring is probed (off the hot path). The newest
+    -- copy, should a survivor have been copied forward (docs/storage/design.md §4.9).
+    SELECT id, priority, key, slot FROM pgbus.events WHERE id = $2
+    ORDER BY created_at DESC LIMIT 1
 ),
 in_table AS (
     SELECT d.id, d.state FROM pgbus.deliveries d
@@ -39,9 +42,10 @@ again AS (
     RETURNING d.id
 ),
 fresh AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq)
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq,
+                                  event_slot)
     SELECT ev.id, $1, ev.priority, now(), ev.key, o.ordered,
-           CASE WHEN o.ordered THEN nextval('pgbus.delivery_seq') END
+           CASE WHEN o.ordered THEN nextval('pgbus.delivery_seq') END, ev.slot
     FROM ev
     CROSS JOIN LATERAL (
         SELECT ev.key IS NOT NULL AND coalesce((SELECT s.ordered FROM pgbus.subscriptions s

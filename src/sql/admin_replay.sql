@@ -25,20 +25,22 @@ WITH sub AS (
     SELECT name, like_patterns, ordered FROM pgbus.subscriptions WHERE name = $1
 ),
 scanned AS (
-    (SELECT e.id FROM pgbus.events e
+    (SELECT e.id, e.slot FROM pgbus.events e
      WHERE $7::text IS NULL AND e.id > $2
      ORDER BY e.id LIMIT $3)
     UNION ALL
-    (SELECT e.id FROM pgbus.events e
+    (SELECT e.id, e.slot FROM pgbus.events e
      WHERE e.subject = $7::text AND e.id > $2
      ORDER BY e.id LIMIT $3)
 ),
 fan AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq)
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq,
+                                  event_slot)
     SELECT e.id, s.name, e.priority, now(), e.key, s.ordered AND e.key IS NOT NULL,
-           CASE WHEN s.ordered AND e.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END
+           CASE WHEN s.ordered AND e.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END,
+           e.slot
     FROM scanned x
-    JOIN pgbus.events e ON e.id = x.id
+    JOIN pgbus.events e ON e.id = x.id AND e.slot = x.slot
     CROSS JOIN sub s
     WHERE e.type LIKE ANY (s.like_patterns)
       AND ($6::text[] IS NULL OR e.type LIKE ANY ($6))

@@ -3,7 +3,8 @@
 -- pgbus.claim_log call per want, each writing one pgbus.claims row per lane it read (the
 -- batch's lease, fenced by the claim's transaction id). Log rows are always first attempts;
 -- each comes with its position in its lane (txid, id), in the order the batch is read.
--- The events come back as separate rows, as in claim.sql, fetched by primary key. Windows end
+-- The events come back as separate rows, as in claim.sql, fetched by primary key (slot, id),
+-- each slot's ids from its own partition. Windows end
 -- at this statement's snapshot (passed to the function), so every claimed row's event is
 -- visible here, although the function's own statements see later commits than this one.
 --
@@ -25,10 +26,18 @@ WITH got AS MATERIALIZED (
 SELECT g.id, g.idx, 1::int4 AS attempts, false AS taken_back, g.lease_id, g.event_id,
        g.priority, NULL::timestamptz AS due, g.claim_id, g.txid::text::int8 AS txid,
        NULL::text AS event_type, NULL::text AS source, NULL::text AS subject, NULL::text AS key,
-       NULL::text AS data, NULL::text AS headers, NULL::timestamptz AS created_at
+       NULL::text AS data, NULL::text AS headers, NULL::timestamptz AS created_at,
+       g.event_slot
 FROM got g
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL, NULL, NULL,
-       e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at
-FROM pgbus.events e
-WHERE e.id = ANY (ARRAY(SELECT event_id FROM got))
+       e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at,
+       e.slot
+-- Each distinct event slot of the batch (nearly always one) probes its own partition with
+-- the ids of that slot: pruned at run time (docs/storage/design.md §4.9).
+FROM (SELECT DISTINCT g.event_slot FROM got g) s
+CROSS JOIN LATERAL (
+    SELECT e.* FROM pgbus.events e
+    WHERE e.slot = s.event_slot
+      AND e.id = ANY (ARRAY(SELECT g.event_id FROM got g WHERE g.event_slot = s.event_slot))
+) e

@@ -156,18 +156,27 @@ upd AS (
     -- planner scanned the whole array once per picked row).
     WHERE d.id = p.id
     RETURNING d.id, d.event_id, p.idx, d.attempts, p.old_state = 1 AS taken_back, d.lease_id,
-              p.priority, p.due
+              p.priority, p.due, d.event_slot
 )
 SELECT u.id, u.idx, u.attempts, u.taken_back, u.lease_id, u.event_id, u.priority, u.due,
        NULL::int8 AS claim_id, NULL::int8 AS txid, NULL::text AS event_type, NULL::text AS source, NULL::text AS subject, NULL::text AS key,
-       NULL::text AS data, NULL::text AS headers, NULL::timestamptz AS created_at
+       NULL::text AS data, NULL::text AS headers, NULL::timestamptz AS created_at,
+       u.event_slot
 FROM upd u
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL, NULL, NULL,
-       e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at
-FROM pgbus.events e
-WHERE e.id = ANY (ARRAY(SELECT event_id FROM upd WHERE NOT taken_back))
+       e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at,
+       e.slot
+-- Each distinct event slot of the batch (nearly always one) probes its own partition with
+-- the ids of that slot: pruned at run time (docs/storage/design.md §4.9).
+FROM (SELECT DISTINCT u.event_slot FROM upd u WHERE NOT u.taken_back) s
+CROSS JOIN LATERAL (
+    SELECT e.* FROM pgbus.events e
+    WHERE e.slot = s.event_slot
+      AND e.id = ANY (ARRAY(SELECT u.event_id FROM upd u
+                            WHERE NOT u.taken_back AND u.event_slot = s.event_slot))
+) e
 UNION ALL
 SELECT NULL, s.idx, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, s.pos, NULL, NULL, NULL
+       NULL, NULL, NULL, s.pos, NULL, NULL, NULL, NULL
 FROM (SELECT DISTINCT ON (k.idx) k.idx, k.pos FROM walk k ORDER BY k.idx, k.step DESC) s

@@ -28,6 +28,7 @@
 -- $7 subscription  text
 -- $8 priority      int2
 -- $9 key           text
+-- $10 event_slot    int2  the events ring slot of the event (migration 0014)
 WITH batch AS (
     SELECT c.id FROM pgbus.claims c
     WHERE c.id = $3 AND c.lease_id = $2 AND c.closed_at IS NULL
@@ -46,9 +47,9 @@ upd AS (
 ),
 marker AS (
     INSERT INTO pgbus.deliveries (id, event_id, subscription, state, priority, run_at, attempts,
-                                  key, finished_at, tx_batch)
+                                  key, finished_at, tx_batch, event_slot)
     OVERRIDING SYSTEM VALUE
-    SELECT $1, $6, $7, $5, $8, now(), 1, $9, now(), CASE WHEN NOT $4 THEN b.id END
+    SELECT $1, $6, $7, $5, $8, now(), 1, $9, now(), CASE WHEN NOT $4 THEN b.id END, $10
     FROM batch b
     ON CONFLICT (id) DO NOTHING
     RETURNING 1

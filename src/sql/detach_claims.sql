@@ -21,11 +21,11 @@ closed AS (
 ),
 moved AS (
     INSERT INTO pgbus.deliveries (id, event_id, subscription, state, priority, run_at, attempts,
-                                  key, lease_id, owner)
+                                  key, lease_id, owner, event_slot)
     OVERRIDING SYSTEM VALUE
     SELECT q.id, q.event_id, q.subscription, 1 /* running */, q.priority,
            now() + ($4::float8[])[array_position($3::int8[], q.id)] * interval '1 second',
-           1, q.key, b.lease_id, $5
+           1, q.key, b.lease_id, $5, q.event_slot
     FROM fence b
     JOIN pgbus.delivery_log q
       ON q.subscription = b.subscription AND q.priority = b.priority

@@ -22,6 +22,8 @@
 --                                the part that writes scheduled deliveries)
 -- $14 dedupe_scopes text[]       each dedupe key's scope (src/dedupe.rs: type:<type>,
 --                                source:<source> or *), null without a key
+-- Events are written in the events ring's current slot (migration 0014), read once, and
+-- their deliveries name that slot (event_slot), so that claims fetch each event by (slot, id).
 -- Parameters are read through scalar subqueries, so that the plan is generic (src/sql.rs).
 WITH input AS (
     SELECT * FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $3::text[]),
@@ -39,17 +41,20 @@ dedupe AS (
     RETURNING event_id
 ),
 ev AS (
-    INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, dedupe_key, priority)
-    SELECT id, type, (SELECT $10), subject, key, data, headers, dedupe_key, priority FROM input
+    INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, dedupe_key, priority,
+                              slot)
+    SELECT id, type, (SELECT $10), subject, key, data, headers, dedupe_key, priority,
+           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
+    FROM input
     WHERE dedupe_key IS NULL OR id IN (SELECT event_id FROM dedupe)
-    RETURNING id, type, key, priority
+    RETURNING id, type, key, priority, slot
 ),
 -- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
 -- pgbus.deliveries, which the dispatcher reads when they fall due.
 fan_now AS (
-    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key)
+    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot)
     SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
-           s.name, ev.priority, ev.id, ev.key
+           s.name, ev.priority, ev.id, ev.key, ev.slot
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
@@ -61,9 +66,10 @@ fan_now AS (
 -- Ordered subscriptions' keyed deliveries, due now or later: pgbus.deliveries, where
 -- claim_ordered.sql takes each key's oldest (migration 0010; seq: the publish order).
 fan_ordered AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq)
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq,
+                                  event_slot)
     SELECT ev.id, s.name, ev.priority, greatest(coalesce(i.deliver_at, now()), now()), ev.key,
-           true, nextval('pgbus.delivery_seq')
+           true, nextval('pgbus.delivery_seq'), ev.slot
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
@@ -72,8 +78,8 @@ fan_ordered AS (
     RETURNING event_id
 ),
 fan_later AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
-    SELECT ev.id, s.name, ev.priority, i.deliver_at, ev.key
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, event_slot)
+    SELECT ev.id, s.name, ev.priority, i.deliver_at, ev.key, ev.slot
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)

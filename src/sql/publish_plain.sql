@@ -7,6 +7,8 @@
 --
 -- Same parameters as publish.sql; $7 and $14 (the dedupe keys and scopes, all null) are
 -- unused.
+-- The events ring's current slot (migration 0014) is read by the same subquery for the
+-- events and for their deliveries (event_slot): one snapshot, one value.
 -- Parameters are read through scalar subqueries, so that the plan is generic (src/sql.rs).
 WITH matched AS (
     SELECT t.type, s.name, s.ordered
@@ -14,8 +16,9 @@ WITH matched AS (
     JOIN pgbus.subscriptions s ON t.type LIKE ANY (s.like_patterns)
 ),
 ev AS (
-    INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, priority)
-    SELECT i.id, i.type, (SELECT $10), i.subject, i.key, i.data, i.headers, i.priority
+    INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, priority, slot)
+    SELECT i.id, i.type, (SELECT $10), i.subject, i.key, i.data, i.headers, i.priority,
+           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $3::text[]),
                 (SELECT $4::text[]), (SELECT $5::jsonb[]), (SELECT $6::jsonb[]),
                 (SELECT $8::int2[])) AS i(id, type, subject, key, data, headers, priority)
@@ -23,9 +26,10 @@ ev AS (
 -- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
 -- pgbus.deliveries, which the dispatcher reads when they fall due.
 fan AS (
-    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key)
+    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot)
     SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
-           m.name, i.priority, i.id, i.key
+           m.name, i.priority, i.id, i.key,
+           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
                 (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
@@ -37,9 +41,11 @@ fan AS (
 -- Ordered subscriptions' keyed deliveries, due now or later: pgbus.deliveries, where
 -- claim_ordered.sql takes each key's oldest (migration 0010; seq: the publish order).
 fan_ordered AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq)
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq,
+                                  event_slot)
     SELECT i.id, m.name, i.priority, greatest(coalesce(i.deliver_at, now()), now()), i.key, true,
-           nextval('pgbus.delivery_seq')
+           nextval('pgbus.delivery_seq'),
+           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
                 (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
@@ -48,8 +54,9 @@ fan_ordered AS (
     ORDER BY i.ord
 ),
 fan_later AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key)
-    SELECT i.id, m.name, i.priority, i.deliver_at, i.key
+    INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, event_slot)
+    SELECT i.id, m.name, i.priority, i.deliver_at, i.key,
+           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
                 (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)

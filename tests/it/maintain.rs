@@ -1,5 +1,5 @@
 //! Retention pruning: fully delivered old events and old done deliveries go; events that
-//! still have a pending, running or dead delivery stay.
+//! still have a pending, running or dead delivery stay (moved forward in the events ring).
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::support::database::{count, db};
 use crate::support::deliveries::delivery_count_in;
+use crate::support::events_ring::close_current_slot;
 use crate::support::states::{DEAD, DONE};
 use crate::support::wait::wait_until;
 
@@ -78,15 +79,19 @@ async fn prunes_old_delivered_events_and_done_rows_only() {
     // Nothing is old yet: nothing pruned.
     assert_eq!(count(pool, "SELECT count(*) FROM pgbus.events").await, 5);
 
-    // Age everything past retention.
-    sqlx::query("UPDATE pgbus.events SET created_at = now() - interval '2 hours'")
-        .execute(pool)
-        .await
-        .unwrap();
+    // Age everything past retention: the done rows first (else they would keep their events
+    // alive into the next slot), then the events ring's slot.
     sqlx::query("UPDATE pgbus.deliveries SET finished_at = now() - interval '2 hours'")
         .execute(pool)
         .await
         .unwrap();
+    wait_until(
+        "the old done rows to be pruned",
+        Duration::from_secs(20),
+        || async { delivery_count_in(pool, &[DONE]).await == 0 },
+    )
+    .await;
+    close_current_slot(pool, 7200.0).await;
     wait_until(
         "old delivered events to be pruned",
         Duration::from_secs(20),

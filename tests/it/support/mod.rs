@@ -16,6 +16,7 @@
 //!   starts and ends in.
 //! - [`pooler`]: a PgBouncer in transaction mode in front of the test cluster.
 //! - [`ring`]: turning the delivery log's and the claims' rings by hand.
+//! - [`events_ring`]: ageing the events ring by hand, and where events are.
 //! - [`process`]: running one test of this binary again in a child process.
 //! - [`tools`]: the independent implementations (Python, node) some tests check against.
 //! - [`worker`], [`fleet`]: the fault tests' worker processes, and the set of them a test
@@ -26,6 +27,7 @@ pub mod database;
 pub mod deliveries;
 pub mod dispatcher;
 pub mod env;
+pub mod events_ring;
 pub mod fault_log;
 pub mod fleet;
 pub mod journal;
