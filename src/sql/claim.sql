@@ -73,4 +73,7 @@ CROSS JOIN LATERAL (
     WHERE e.slot = s.event_slot
       AND e.id = ANY (ARRAY(SELECT u.event_id FROM upd u
                             WHERE NOT u.taken_back AND u.event_slot = s.event_slot))
+    -- OFFSET 0 keeps the subquery from being pulled up into a hash join of every
+    -- partition's rows (a sequential scan of pgbus.events per claim in the generic plan).
+    OFFSET 0
 ) e
