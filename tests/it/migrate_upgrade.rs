@@ -120,19 +120,8 @@ async fn a_version_2_schema_with_deliveries_in_flight_upgrades_and_they_all_fini
     .await;
     stop(pool, handle).await;
 
-    let mut seen: Vec<(String, u32)> = journal
-        .calls()
-        .into_iter()
-        .map(|c| {
-            (
-                c.data["name"].as_str().unwrap_or_default().to_owned(),
-                c.attempt,
-            )
-        })
-        .collect();
-    seen.sort();
     assert_eq!(
-        seen,
+        journal.sorted_names_and_attempts(),
         [
             ("pending".to_owned(), 1),
             ("retrying".to_owned(), 3),

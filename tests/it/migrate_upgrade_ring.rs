@@ -192,19 +192,8 @@ async fn a_version_13_schema_with_events_in_every_state_upgrades_to_the_events_r
     .await;
     stop(pool, handle).await;
 
-    let mut seen: Vec<(String, u32)> = journal
-        .calls()
-        .into_iter()
-        .map(|c| {
-            (
-                c.data["name"].as_str().unwrap_or_default().to_owned(),
-                c.attempt,
-            )
-        })
-        .collect();
-    seen.sort();
     assert_eq!(
-        seen,
+        journal.sorted_names_and_attempts(),
         [
             ("after".to_owned(), 1),
             ("log".to_owned(), 1),

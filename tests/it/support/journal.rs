@@ -82,6 +82,18 @@ impl Journal {
         ids
     }
 
+    /// Each call's payload field `name` and attempt number, sorted.
+    pub fn sorted_names_and_attempts(&self) -> Vec<(String, u32)> {
+        let mut seen: Vec<(String, u32)> = (self.lock().iter())
+            .map(|c| {
+                let name = c.data["name"].as_str().unwrap_or_default();
+                (name.to_owned(), c.attempt)
+            })
+            .collect();
+        seen.sort();
+        seen
+    }
+
     /// Most handler calls of this journal running at the same time.
     pub fn most_running(&self) -> usize {
         self.most_running.load(Ordering::SeqCst)
