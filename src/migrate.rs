@@ -93,6 +93,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0016_events_rotate.sql",
         sql: include_str!("../migrations/0016_events_rotate.sql"),
     },
+    Migration {
+        version: 17,
+        name: "0017_ordered_log.sql",
+        sql: include_str!("../migrations/0017_ordered_log.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

@@ -16,7 +16,7 @@
 //! | `fanout` | 100,000 events × 3 subscriptions, one dispatcher |
 //! | `latency` | one event at a time at 200/s and 2,000/s from another process; commit → handler start |
 //! | `pinned` | `drain` while a REPEATABLE READ snapshot is held open (≤ 60 s); dead tuples |
-//! | `drain_ordered` | 100,000 events over 10,000 keys drained unordered and ordered, alternately, 2 rounds |
+//! | `drain_ordered` | 100,000 events over 10,000 keys drained unordered and ordered (keys round robin, then in random order), alternately, 2 rounds |
 //! | `hot_key` | 3,000 events of one key, ordered, a handler that sleeps 1 ms |
 //!
 //! Select with `PGBUS_BENCH=drain,latency`; `PGBUS_BENCH_METRICS=prometheus` runs with the

@@ -1,7 +1,8 @@
 //! `drain_ordered`: the same keyed backlog (`PGBUS_ORDERED_N` events over
 //! `PGBUS_ORDERED_KEYS` distinct keys, interleaved) drained by an unordered and by an ordered
 //! subscription, alternately, `PGBUS_ORDERED_ROUNDS` rounds; reports both rates and their
-//! ratio. `hot_key`: `PGBUS_HOT_N` events of one key, an ordered subscription whose handler
+//! ratio. Each round also drains, ordered, a backlog whose keys come in a random order (a
+//! fixed-seed sequence), where a claim's batch meets keys that earlier batches still hold. `hot_key`: `PGBUS_HOT_N` events of one key, an ordered subscription whose handler
 //! sleeps `PGBUS_HOT_SLEEP_MS`: the rate next to the handler's own pace and the poll
 //! interval's.
 
@@ -37,14 +38,34 @@ async fn register_one(pool: &sqlx::PgPool, ordered: bool) -> Res<()> {
     Ok(())
 }
 
-/// Publishes `n` events, event `i` keyed `i % keys`, [`BATCH`] per call.
-async fn enqueue_keyed(pool: &sqlx::PgPool, n: usize, keys: usize) -> Res<()> {
+/// How the keys of a backlog follow each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyOrder {
+    /// Event `i` keyed `i % keys`.
+    RoundRobin,
+    /// Each event's key drawn from a fixed-seed pseudo-random sequence.
+    Random,
+}
+
+/// Publishes `n` events over `keys` keys in `order`, [`BATCH`] per call.
+async fn enqueue_keyed(pool: &sqlx::PgPool, n: usize, keys: usize, order: KeyOrder) -> Res<()> {
     let publisher = publisher()?;
     let mut conn = pool.acquire().await?;
+    // xorshift64: the same sequence every run.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut key_of = |s: usize| match order {
+        KeyOrder::RoundRobin => s % keys,
+        KeyOrder::Random => {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % keys as u64) as usize
+        }
+    };
     let mut i = 0;
     while i < n {
         let events: Vec<NewEvent> = (i..(i + BATCH).min(n))
-            .map(|s| noop_event(s).key(format!("key-{}", s % keys)))
+            .map(|s| noop_event(s).key(format!("key-{}", key_of(s))))
             .collect();
         publisher.publish_all(&mut conn, &events).await?;
         i += events.len();
@@ -58,6 +79,7 @@ async fn drain(
     tuning: &Tuning,
     n: usize,
     keys: usize,
+    order: KeyOrder,
     ordered: bool,
     sleep: Option<Duration>,
 ) -> Res<f64> {
@@ -65,7 +87,7 @@ async fn drain(
     {
         let pool = server.pool(DB, 2).await?;
         register_one(&pool, ordered).await?;
-        enqueue_keyed(&pool, n, keys).await?;
+        enqueue_keyed(&pool, n, keys, order).await?;
         pool.close().await;
     }
     server.settle(DB).await?;
@@ -99,21 +121,28 @@ pub async fn drain_ordered(server: &Server, tuning: &Tuning) -> Res<Value> {
     progress(format!(
         "drain_ordered: {n} events over {keys} keys, unordered then ordered, {rounds} round(s)"
     ));
-    let (mut plain, mut ordered) = (Vec::new(), Vec::new());
+    let (mut plain, mut ordered, mut random) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let p = drain(server, tuning, n, keys, false, None).await?;
-        let o = drain(server, tuning, n, keys, true, None).await?;
+        let rr = KeyOrder::RoundRobin;
+        let p = drain(server, tuning, n, keys, rr, false, None).await?;
+        let o = drain(server, tuning, n, keys, rr, true, None).await?;
+        let r = drain(server, tuning, n, keys, KeyOrder::Random, true, None).await?;
         progress(format!(
-            "  round {}: unordered {} deliveries/s, ordered {} deliveries/s ({:.2}x)",
+            "  round {}: unordered {} deliveries/s, ordered {} deliveries/s ({:.2}x), \
+             ordered with keys in random order {} ({:.2}x)",
             round + 1,
             thousands(p),
             thousands(o),
-            o / p
+            o / p,
+            thousands(r),
+            r / p
         ));
         plain.push(p.round());
         ordered.push(o.round());
+        random.push(r.round());
     }
     let ratio = median(&ordered) / median(&plain);
+    let random_ratio = median(&random) / median(&plain);
     Ok(json!({
         "id": "drain_ordered",
         "name": format!("ordered drain: {} over {} keys (vs unordered)", thousands(n as f64), thousands(keys as f64)),
@@ -123,6 +152,8 @@ pub async fn drain_ordered(server: &Server, tuning: &Tuning) -> Res<Value> {
         "unordered_runs": plain,
         "unordered_rate": median(&plain),
         "ratio_ordered_to_unordered": (ratio * 1000.0).round() / 1000.0,
+        "random_order_runs": random,
+        "random_order_ratio": (random_ratio * 1000.0).round() / 1000.0,
         "method": "each run on a fresh database: the same keyed backlog published, then drained \
                    by one in-process dispatcher (as `drain`); unordered and ordered alternate",
     }))
@@ -134,7 +165,16 @@ pub async fn hot_key(server: &Server, tuning: &Tuning) -> Res<Value> {
     progress(format!(
         "hot_key: {n} events of one key, ordered, handler sleeps {sleep:?}"
     ));
-    let rate = drain(server, tuning, n, 1, true, Some(sleep)).await?;
+    let rate = drain(
+        server,
+        tuning,
+        n,
+        1,
+        KeyOrder::RoundRobin,
+        true,
+        Some(sleep),
+    )
+    .await?;
     let nominal = 1.0 / sleep.as_secs_f64().max(1e-6);
     // The handler's own pace here: the same sleep, one call after the other, no database.
     let t = Instant::now();

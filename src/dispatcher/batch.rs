@@ -21,6 +21,9 @@ pub(crate) struct LogOrigin {
     pub(crate) txid: i64,
     /// The events ring slot of its event (migration 0014).
     pub(crate) event_slot: i16,
+    /// Its publish order when it is a keyed row of an ordered subscription (migration 0017):
+    /// a row of `pgbus.deliveries` for it is ordered, behind its key's older deliveries.
+    pub(crate) seq: Option<i64>,
 }
 
 /// How many leading rows of a batch must have their outcome before the batch is shrunk to

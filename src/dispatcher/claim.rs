@@ -77,6 +77,9 @@ pub(super) struct ResultRow {
     created_at: Option<DateTime<Utc>>,
     /// The events ring slot of the delivery's event (migration 0014), or of the event.
     event_slot: Option<i16>,
+    /// A keyed log row's publish order, for an ordered subscription (claim_log only).
+    #[sqlx(default)]
+    seq: Option<i64>,
 }
 
 /// Claims due deliveries of the wanted subscriptions (`subs` holds every subscription's
@@ -155,6 +158,7 @@ pub(super) fn pair(rows: Vec<ResultRow>) -> Vec<ClaimedRow> {
                     key: None,
                     txid: r.txid.unwrap_or_default(),
                     event_slot: r.event_slot.unwrap_or_default(),
+                    seq: r.seq,
                 });
                 let event_id = event_id.filter(|_| !taken_back);
                 if let Some(e) = event_id {

@@ -121,6 +121,7 @@ pub(crate) async fn write_log(
     let solos: Vec<bool> = rows.iter().map(|t| t.transition.solo).collect();
     let durations: Vec<Option<f64>> = rows.iter().map(|t| t.duration_secs()).collect();
     let event_slots: Vec<i16> = rows.iter().map(|t| origin(t).event_slot).collect();
+    let seqs: Vec<Option<i64>> = rows.iter().map(|t| origin(t).seq).collect();
     let (held, _closed, _written): (Vec<i64>, i64, i64) = sqlx::query_as(sql::COMPLETE_LOG)
         .bind(&batches)
         .bind(&leases)
@@ -141,6 +142,7 @@ pub(crate) async fn write_log(
         .bind(&from_ids)
         .bind(&durations)
         .bind(&event_slots)
+        .bind(&seqs)
         .fetch_one(conn)
         .await?;
     Ok(LogWritten { held })

@@ -2,7 +2,9 @@
 -- Takes a batch of log rows for every local subscription at once, in one round trip: one
 -- pgbus.claim_log call per want, each writing one pgbus.claims row per lane it read (the
 -- batch's lease, fenced by the claim's transaction id). Log rows are always first attempts;
--- each comes with its position in its lane (txid, id), in the order the batch is read.
+-- each comes with its position in its lane (txid, id), in the order the batch is read, and
+-- its seq when it is a keyed row of an ordered subscription (migration 0017: the rows a
+-- claim parks behind their key are not returned).
 -- The events come back as separate rows, as in claim.sql, fetched by primary key (slot, id),
 -- each slot's ids from its own partition. Windows end
 -- at this statement's snapshot (passed to the function), so every claimed row's event is
@@ -27,12 +29,12 @@ SELECT g.id, g.idx, 1::int4 AS attempts, false AS taken_back, g.lease_id, g.even
        g.priority, NULL::timestamptz AS due, g.claim_id, g.txid::text::int8 AS txid,
        NULL::text AS event_type, NULL::text AS source, NULL::text AS subject, NULL::text AS key,
        NULL::text AS data, NULL::text AS headers, NULL::timestamptz AS created_at,
-       g.event_slot
+       g.event_slot, g.seq
 FROM got g
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL, NULL, NULL,
        e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at,
-       e.slot
+       e.slot, NULL
 -- Each distinct event slot of the batch (nearly always one) probes its own partition with
 -- the ids of that slot: pruned at run time (docs/storage/design.md §4.9).
 FROM (SELECT DISTINCT g.event_slot FROM got g) s

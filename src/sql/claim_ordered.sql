@@ -21,6 +21,9 @@
 -- Crash suspects ($6) are found through deliveries_due instead of the walk, and taken when
 -- they are their key's head (they are, unless an older delivery of the key committed late).
 --
+-- A key that a batch of the delivery log still open holds (pgbus.claims.keys, migration
+-- 0017) gives nothing either: its head here was parked behind the batch's row of the key.
+--
 -- Two claimers may find the same head; FOR UPDATE SKIP LOCKED gives it to one of them,
 -- and the re-check of the locked row (still due, same state) drops it from a claimer whose
 -- snapshot is older than the other's claim. Successors are never candidates while their
@@ -128,6 +131,14 @@ suspects AS (
     ) g ON true
     WHERE f.id = c.id OR g.id = c.id
 ),
+-- The keys that batches of the delivery log still open hold (migration 0017): their heads
+-- in pgbus.deliveries wait until the batch is closed.
+held AS MATERIALIZED (
+    SELECT w.idx, h.k COLLATE "C" AS k
+    FROM want w
+    JOIN pgbus.claims oc ON oc.subscription = w.sub AND oc.closed_at IS NULL
+    CROSS JOIN LATERAL unnest(oc.keys) AS h(k)
+),
 candidates AS (
     SELECT k.idx, k.pick AS id FROM walk k WHERE k.pick IS NOT NULL
     UNION ALL
@@ -142,6 +153,7 @@ picked AS (
     JOIN want w ON w.idx = k.idx
     JOIN pgbus.deliveries d ON d.id = k.id
     WHERE d.state < 2 /* pending or running */ AND d.solo = $6 AND d.run_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM held h WHERE h.idx = k.idx AND h.k = (d.key COLLATE "C"))
     FOR UPDATE OF d SKIP LOCKED
 ),
 upd AS (

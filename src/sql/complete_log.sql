@@ -27,6 +27,8 @@
 -- $17 from_ids   int8[]
 -- $18 durations  float8[]  the handler's duration in seconds per row of $4, null when none ran
 -- $19 event_slots int2[]   the events ring slot of each row's event (migration 0014)
+-- $20 seqs       int8[]    each row's publish order when it is a keyed row of an ordered
+--                          subscription (migration 0017), else null: its row is ordered
 WITH fence AS (
     SELECT c.id FROM pgbus.claims c
     WHERE c.id = ANY ($1::int8[]) AND c.lease_id = ANY ($2::int8[]) AND c.closed_at IS NULL
@@ -48,16 +50,16 @@ shrunk AS (
 side AS (
     INSERT INTO pgbus.deliveries (id, event_id, subscription, state, priority, run_at, attempts,
                                   key, last_error, finished_at, solo, attempt_duration,
-                                  event_slot)
+                                  event_slot, ordered, seq)
     OVERRIDING SYSTEM VALUE
     SELECT o.id, o.event_id, o.sub, o.state, o.priority, now() + o.delay * interval '1 second',
            o.attempts, o.key, o.error, CASE WHEN o.state >= 2 THEN now() END, o.solo,
-           o.duration * interval '1 second', o.event_slot
+           o.duration * interval '1 second', o.event_slot, o.seq IS NOT NULL, o.seq
     FROM unnest($4::int8[], $5::int8[], $6::uuid[], $7::text[], $8::int2[], $9::int2[],
                 $10::float8[], $11::int4[], $12::text[], $13::text[], $14::bool[],
-                $18::float8[], $19::int2[])
+                $18::float8[], $19::int2[], $20::int8[])
         AS o(id, batch, event_id, sub, state, priority, delay, attempts, key, error, solo,
-             duration, event_slot)
+             duration, event_slot, seq)
     WHERE o.batch IN (SELECT id FROM fence)
     ON CONFLICT (id) DO NOTHING
     RETURNING 1

@@ -21,11 +21,11 @@ closed AS (
 ),
 moved AS (
     INSERT INTO pgbus.deliveries (id, event_id, subscription, state, priority, run_at, attempts,
-                                  key, lease_id, owner, event_slot)
+                                  key, lease_id, owner, event_slot, ordered, seq)
     OVERRIDING SYSTEM VALUE
     SELECT q.id, q.event_id, q.subscription, 1 /* running */, q.priority,
            now() + ($4::float8[])[array_position($3::int8[], q.id)] * interval '1 second',
-           1, q.key, b.lease_id, $5, q.event_slot
+           1, q.key, b.lease_id, $5, q.event_slot, q.seq IS NOT NULL, q.seq
     FROM fence b
     JOIN pgbus.delivery_log q
       ON q.subscription = b.subscription AND q.priority = b.priority

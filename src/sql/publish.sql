@@ -51,29 +51,32 @@ ev AS (
 ),
 -- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
 -- pgbus.deliveries, which the dispatcher reads when they fall due.
+-- An ordered subscription's keyed deliveries carry seq, their publish order (migration
+-- 0010), due now in the log too (migration 0017: the log's claim holds their keys).
 fan_now AS (
-    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot)
+    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot,
+                                    seq)
     SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
-           s.name, ev.priority, ev.id, ev.key, ev.slot
+           s.name, ev.priority, ev.id, ev.key, ev.slot,
+           CASE WHEN s.ordered AND ev.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
     WHERE (NOT (SELECT $13) OR i.deliver_at IS NULL OR i.deliver_at <= now())
-      AND NOT (s.ordered AND ev.key IS NOT NULL)
     ORDER BY i.ord
     RETURNING event_id
 ),
--- Ordered subscriptions' keyed deliveries, due now or later: pgbus.deliveries, where
--- claim_ordered.sql takes each key's oldest (migration 0010; seq: the publish order).
+-- Ordered subscriptions' keyed deliveries scheduled for later: pgbus.deliveries, where
+-- claim_ordered.sql takes each key's oldest when due.
 fan_ordered AS (
     INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq,
                                   event_slot)
-    SELECT ev.id, s.name, ev.priority, greatest(coalesce(i.deliver_at, now()), now()), ev.key,
+    SELECT ev.id, s.name, ev.priority, i.deliver_at, ev.key,
            true, nextval('pgbus.delivery_seq'), ev.slot
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
-    WHERE s.ordered AND ev.key IS NOT NULL
+    WHERE (SELECT $13) AND i.deliver_at > now() AND s.ordered AND ev.key IS NOT NULL
     ORDER BY i.ord
     RETURNING event_id
 ),

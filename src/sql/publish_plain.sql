@@ -25,32 +25,35 @@ ev AS (
 ),
 -- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
 -- pgbus.deliveries, which the dispatcher reads when they fall due.
+-- An ordered subscription's keyed deliveries carry seq, their publish order (migration
+-- 0010), due now in the log too (migration 0017: the log's claim holds their keys).
 fan AS (
-    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot)
+    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot,
+                                    seq)
     SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
            m.name, i.priority, i.id, i.key,
-           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
+           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1),
+           CASE WHEN m.ordered AND i.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
                 (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
     WHERE (NOT (SELECT $13) OR i.deliver_at IS NULL OR i.deliver_at <= now())
-      AND NOT (m.ordered AND i.key IS NOT NULL)
     ORDER BY i.ord
 ),
--- Ordered subscriptions' keyed deliveries, due now or later: pgbus.deliveries, where
--- claim_ordered.sql takes each key's oldest (migration 0010; seq: the publish order).
+-- Ordered subscriptions' keyed deliveries scheduled for later: pgbus.deliveries, where
+-- claim_ordered.sql takes each key's oldest when due.
 fan_ordered AS (
     INSERT INTO pgbus.deliveries (event_id, subscription, priority, run_at, key, ordered, seq,
                                   event_slot)
-    SELECT i.id, m.name, i.priority, greatest(coalesce(i.deliver_at, now()), now()), i.key, true,
+    SELECT i.id, m.name, i.priority, i.deliver_at, i.key, true,
            nextval('pgbus.delivery_seq'),
            (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
                 (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
-    WHERE m.ordered AND i.key IS NOT NULL
+    WHERE (SELECT $13) AND i.deliver_at > now() AND m.ordered AND i.key IS NOT NULL
     ORDER BY i.ord
 ),
 fan_later AS (

@@ -21,10 +21,10 @@ closed AS (
 ),
 moved AS (
     INSERT INTO pgbus.deliveries (id, event_id, subscription, state, priority, run_at, attempts,
-                                  key, owner, event_slot)
+                                  key, owner, event_slot, ordered, seq)
     OVERRIDING SYSTEM VALUE
     SELECT q.id, q.event_id, q.subscription, 1 /* running */, q.priority, now(), 1, q.key, b.owner,
-           q.event_slot
+           q.event_slot, q.seq IS NOT NULL, q.seq
     FROM closed b
     JOIN pgbus.delivery_log q
       ON q.subscription = b.subscription AND q.priority = b.priority

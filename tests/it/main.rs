@@ -26,6 +26,7 @@ mod maintain;
 mod metrics_prometheus;
 mod migrate;
 mod migrate_upgrade;
+mod migrate_upgrade_ordered;
 mod migrate_upgrade_ring;
 mod ordered;
 mod ordered_blocked;

@@ -10,86 +10,9 @@ use crate::support::database::{count, empty_db};
 use crate::support::deliveries::delivery_count_in;
 use crate::support::dispatcher::{dispatcher, quick_retry, start, stop};
 use crate::support::journal::Journal;
+use crate::support::old_schema::schema_at;
 use crate::support::states::{DEAD, DONE, PENDING, RUNNING, State};
 use crate::support::wait::{SOON, wait_until};
-
-/// The migrations of version 13, in order.
-const VERSION_13: [(&str, &str); 13] = [
-    (
-        "0001_init.sql",
-        include_str!("../../migrations/0001_init.sql"),
-    ),
-    (
-        "0002_lease_id.sql",
-        include_str!("../../migrations/0002_lease_id.sql"),
-    ),
-    (
-        "0003_state_check.sql",
-        include_str!("../../migrations/0003_state_check.sql"),
-    ),
-    (
-        "0004_dispatchers.sql",
-        include_str!("../../migrations/0004_dispatchers.sql"),
-    ),
-    (
-        "0005_delivery_log.sql",
-        include_str!("../../migrations/0005_delivery_log.sql"),
-    ),
-    (
-        "0006_admin.sql",
-        include_str!("../../migrations/0006_admin.sql"),
-    ),
-    (
-        "0007_sql_publish.sql",
-        include_str!("../../migrations/0007_sql_publish.sql"),
-    ),
-    (
-        "0008_row_change_trigger.sql",
-        include_str!("../../migrations/0008_row_change_trigger.sql"),
-    ),
-    (
-        "0009_claims_ring.sql",
-        include_str!("../../migrations/0009_claims_ring.sql"),
-    ),
-    (
-        "0010_ordered.sql",
-        include_str!("../../migrations/0010_ordered.sql"),
-    ),
-    (
-        "0011_tx_handlers_dedupe_scope.sql",
-        include_str!("../../migrations/0011_tx_handlers_dedupe_scope.sql"),
-    ),
-    (
-        "0012_operating.sql",
-        include_str!("../../migrations/0012_operating.sql"),
-    ),
-    (
-        "0013_lane_claimed_at.sql",
-        include_str!("../../migrations/0013_lane_claimed_at.sql"),
-    ),
-];
-
-/// The schema as version 13 left it.
-async fn version_13(pool: &PgPool) {
-    sqlx::raw_sql(
-        "CREATE SCHEMA pgbus;
-         CREATE TABLE pgbus.schema_migrations (
-             version bigint PRIMARY KEY, name text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now());",
-    )
-    .execute(pool)
-    .await
-    .expect("bookkeeping");
-    for (n, (name, sql)) in VERSION_13.into_iter().enumerate() {
-        sqlx::raw_sql(sql).execute(pool).await.expect(name);
-        sqlx::query("INSERT INTO pgbus.schema_migrations (version, name) VALUES ($1, $2)")
-            .bind(n as i64 + 1)
-            .bind(name)
-            .execute(pool)
-            .await
-            .expect("a version row");
-    }
-}
 
 /// One event of type `up.<name>` and its row of `pgbus.deliveries` in `state`, as a
 /// version-13 dispatcher left it.
@@ -120,7 +43,7 @@ async fn delivery(pool: &PgPool, name: &str, state: State, attempts: i32, run_at
 async fn a_version_13_schema_with_events_in_every_state_upgrades_to_the_events_ring() {
     let db = empty_db().await;
     let pool = db.pool();
-    version_13(pool).await;
+    schema_at(pool, 13).await;
     sqlx::query(
         "INSERT INTO pgbus.subscriptions (name, patterns, like_patterns)
          VALUES ('upgrade', ARRAY['up.*'], ARRAY['up.%'])",
@@ -144,7 +67,7 @@ async fn a_version_13_schema_with_events_in_every_state_upgrades_to_the_events_r
     pgbus::migrate(pool).await.expect("migrate from version 13");
     assert_eq!(
         count(pool, "SELECT max(version) FROM pgbus.schema_migrations").await,
-        16
+        17
     );
     assert_eq!(
         count(

@@ -10,6 +10,7 @@
 //! - [`dispatcher`]: dispatchers with short timings, start, shutdown, registering
 //!   subscriptions.
 //! - [`journal`]: handlers that record their calls.
+//! - [`old_schema`]: the schema of an older version, for the upgrade tests.
 //! - [`env`]: the fault tests' sizes and verbosity, from the environment.
 //! - [`fault_log`]: the `fault_log` table fault-test handlers record their calls in.
 //! - [`order_log`]: the `order_log` table ordered fault-test handlers record their calls'
@@ -31,6 +32,7 @@ pub mod events_ring;
 pub mod fault_log;
 pub mod fleet;
 pub mod journal;
+pub mod old_schema;
 pub mod order_log;
 pub mod pooler;
 pub mod process;
