@@ -8,7 +8,9 @@
 -- row of an ordered subscription only when it is the first of its key: no batch still open
 -- holds the key (pgbus.claims.keys lists the keys of a batch's ordered rows), no unfinished
 -- ordered delivery of the key waits in pgbus.deliveries, no older row of the key is in the
--- same window. Every other keyed row of the window is parked: written to pgbus.deliveries
+-- same window (all of an ordered subscription's keyed rows are in the lane of priority 0, so
+-- that no lane of another priority runs a key's later row first). Every other keyed row of
+-- the window is parked: written to pgbus.deliveries
 -- under its id, pending, ordered, with its seq, where claim_ordered.sql takes each key's
 -- oldest in turn (and leaves alone the keys open batches hold). A key's deliveries so never
 -- run two at a time, and each runs after those published before it.
@@ -70,11 +72,13 @@ BEGIN
             v_headers, publish.dedupe_key, v_priority, v_slot);
 
     IF publish.deliver_at IS NULL OR publish.deliver_at <= now() THEN
-        -- Ordered subscriptions' keyed deliveries too, with their publish order (seq).
+        -- Ordered subscriptions' keyed deliveries too, with their publish order (seq), in the
+        -- lane of priority 0: within a key, publish order wins over priority.
         INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot,
                                         seq)
         SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
-               s.name, v_priority, v_id, publish.key, v_slot,
+               s.name, CASE WHEN s.ordered AND publish.key IS NOT NULL THEN 0 ELSE v_priority END,
+               v_id, publish.key, v_slot,
                CASE WHEN s.ordered AND publish.key IS NOT NULL
                     THEN nextval('pgbus.delivery_seq') END
         FROM pgbus.subscriptions s

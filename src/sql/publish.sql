@@ -52,12 +52,14 @@ ev AS (
 -- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
 -- pgbus.deliveries, which the dispatcher reads when they fall due.
 -- An ordered subscription's keyed deliveries carry seq, their publish order (migration
--- 0010), due now in the log too (migration 0017: the log's claim holds their keys).
+-- 0010), due now in the log too (migration 0017: the log's claim holds their keys), all in
+-- the lane of priority 0: within a key, publish order wins over priority.
 fan_now AS (
     INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot,
                                     seq)
     SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
-           s.name, ev.priority, ev.id, ev.key, ev.slot,
+           s.name, CASE WHEN s.ordered AND ev.key IS NOT NULL THEN 0 ELSE ev.priority END,
+           ev.id, ev.key, ev.slot,
            CASE WHEN s.ordered AND ev.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END
     FROM ev
     JOIN input i ON i.id = ev.id

@@ -26,12 +26,14 @@ ev AS (
 -- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
 -- pgbus.deliveries, which the dispatcher reads when they fall due.
 -- An ordered subscription's keyed deliveries carry seq, their publish order (migration
--- 0010), due now in the log too (migration 0017: the log's claim holds their keys).
+-- 0010), due now in the log too (migration 0017: the log's claim holds their keys), all in
+-- the lane of priority 0: within a key, publish order wins over priority.
 fan AS (
     INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot,
                                     seq)
     SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
-           m.name, i.priority, i.id, i.key,
+           m.name, CASE WHEN m.ordered AND i.key IS NOT NULL THEN 0 ELSE i.priority END,
+           i.id, i.key,
            (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1),
            CASE WHEN m.ordered AND i.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),

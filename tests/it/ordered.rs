@@ -278,3 +278,32 @@ async fn events_published_from_sql_are_ordered_like_those_from_rust() {
     stop(pool, handle).await;
     assert_eq!(seqs_of(&spans, "k"), [0, 1, 2, 3, 4, 5]);
 }
+
+/// Within a key, publish order wins over priority: a key's second event, published with a
+/// smaller priority (which runs first across keys), still runs after its first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_a_key_publish_order_wins_over_priority() {
+    let db = db().await;
+    let pool = db.pool();
+    let spans = Spans::default();
+    // Registered, then stopped: the events wait until a dispatcher starts again.
+    let handle = start(dispatcher(pool).subscribe(failing("fifo", &spans, |_, _, _| None))).await;
+    stop(pool, handle).await;
+    let keys: Vec<String> = (0..20).map(|k| format!("p{k:02}")).collect();
+    let events: Vec<NewEvent> = (0..2_i64)
+        .flat_map(|seq| {
+            keys.iter()
+                .map(move |k| keyed(k, seq).priority(if seq == 0 { 10 } else { -10 }))
+        })
+        .collect();
+    publish_events(pool, &events).await;
+    let handle = start(dispatcher(pool).subscribe(failing("fifo", &spans, |_, _, _| None))).await;
+    wait_until("every key to be handled", SOON, || async {
+        spans.len() >= keys.len() * 2
+    })
+    .await;
+    stop(pool, handle).await;
+    for k in &keys {
+        assert_eq!(seqs_of(&spans, k), [0, 1], "key {k}");
+    }
+}
