@@ -3,9 +3,9 @@
 
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use pgbus::relay::Destinations;
 use pgbus::relay::nats::NatsRelay;
 use pgbus::relay::rabbitmq::{ExchangeKind, RabbitMqRelay};
+use pgbus::relay::{Destinations, Format};
 use pgbus_testing::{NatsServer, RabbitMqServer};
 use serde_json::Value;
 
@@ -71,7 +71,7 @@ struct Rabbit {
 }
 
 impl Rabbit {
-    async fn start(settings: &Settings) -> Res<Rabbit> {
+    async fn start(settings: &Settings, format: Format) -> Res<Rabbit> {
         let server = RabbitMqServer::start().await?;
         let url = server.url();
         let connection = lapin::Connection::connect(&url, Default::default()).await?;
@@ -112,6 +112,7 @@ impl Rabbit {
             .await?;
         let relay = RabbitMqRelay::builder(&url, "bench")
             .channels(settings.channels)
+            .format(format)
             .build()?;
         Ok(Rabbit {
             server,
@@ -121,7 +122,7 @@ impl Rabbit {
         })
     }
 
-    fn describe(settings: &Settings) -> String {
+    fn describe(settings: &Settings, format: Format) -> String {
         let mut queue = match settings.queue_version {
             Some(v) => format!("one durable classic queue (version {v})"),
             None => "one durable classic queue".to_owned(),
@@ -129,8 +130,12 @@ impl Rabbit {
         if settings.lazy_queue {
             queue.push_str(", lazy");
         }
+        let mode = match format {
+            Format::Structured => "structured CloudEvents (one JSON body, no headers)",
+            _ => "binary CloudEvents (ce-* headers)",
+        };
         format!(
-            "rabbitmq-server {}, persistent messages, {queue}, 127.0.0.1",
+            "rabbitmq-server {}, persistent messages, {mode}, {queue}, 127.0.0.1",
             rabbitmq_version()
         )
     }
@@ -168,21 +173,19 @@ fn rabbitmq_version() -> String {
         .unwrap_or_else(|| "(Debian package)".to_owned())
 }
 
-pub async fn rabbitmq(server: &super::common::Server, settings: &Settings) -> Res<Value> {
-    let rabbit = Rabbit::start(settings).await?;
+/// The RabbitMQ relay subscription in `format`, reported as scenario `id`.
+pub async fn rabbitmq(
+    server: &super::common::Server,
+    settings: &Settings,
+    format: Format,
+    id: &str,
+) -> Res<Value> {
+    let rabbit = Rabbit::start(settings, format).await?;
     let counter = Counter::new(settings.n);
     let handler = Counted(rabbit.relay.clone(), counter.clone());
     let subscription = Subscription::raw(SUB, [EVENT_TYPE], handler);
-    let broker = Rabbit::describe(settings);
-    let mut scenario = drain(
-        server,
-        settings,
-        "rabbitmq",
-        subscription,
-        &counter,
-        Some(broker),
-    )
-    .await?;
+    let broker = Rabbit::describe(settings, format);
+    let mut scenario = drain(server, settings, id, subscription, &counter, Some(broker)).await?;
     rabbit.check_and_stop(settings.n, &mut scenario).await?;
     Ok(scenario)
 }
@@ -190,7 +193,7 @@ pub async fn rabbitmq(server: &super::common::Server, settings: &Settings) -> Re
 /// The relay without the dispatcher: `RabbitMqRelay::relay` for `n` events held in memory,
 /// `concurrency` calls at a time, each its own task (as the dispatcher runs handlers).
 pub async fn rabbitmq_direct(settings: &Settings) -> Res<Value> {
-    let rabbit = Rabbit::start(settings).await?;
+    let rabbit = Rabbit::start(settings, Format::Binary).await?;
     let events: Vec<Arc<EventEnvelope>> = (0..settings.n)
         .map(|seq| {
             Arc::new(EventEnvelope {
@@ -235,7 +238,7 @@ pub async fn rabbitmq_direct(settings: &Settings) -> Res<Value> {
         "secs": secs,
         "events_per_s": settings.n as f64 / secs,
         "in_flight_mean": in_flight_mean(&in_flight),
-        "broker": Rabbit::describe(settings),
+        "broker": Rabbit::describe(settings, Format::Binary),
     });
     rabbit.check_and_stop(settings.n + 1, &mut scenario).await?;
     Ok(scenario)

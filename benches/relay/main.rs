@@ -14,6 +14,7 @@
 //! | `drain` | the no-op handler: the core drain, for reference |
 //! | `nats` | the NATS JetStream relay to a throwaway `nats-server -js` (file storage) |
 //! | `rabbitmq` | the RabbitMQ relay (persistent, publisher confirms, `mandatory`) to a throwaway node, one durable queue bound |
+//! | `rabbitmq-structured` | the same, in CloudEvents structured mode (`Format::Structured`: the event as one JSON body, no `ce-*` headers) |
 //! | `rabbitmq-direct` | the same relay and broker without pgbus's dispatcher or PostgreSQL: `RabbitMqRelay::relay` called for `n` events held in memory, `PGBUS_RELAY_CONCURRENCY` calls at a time — what the broker takes from the relay on this machine |
 //!
 //! Select with `PGBUS_BENCH=nats,rabbitmq`. The relay subscriptions run at
@@ -37,12 +38,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use pgbus::relay::Format;
 use pgbus::{Delivery, HandlerError, RawHandler, Subscription};
 use serde_json::{Value, json};
 
 const DB: &str = "pgbus_bench_relay";
 const SUB: &str = "bench.relay";
-const ALL: &[&str] = &["drain", "nats", "rabbitmq", "rabbitmq-direct"];
+const ALL: &[&str] = &[
+    "drain",
+    "nats",
+    "rabbitmq",
+    "rabbitmq-structured",
+    "rabbitmq-direct",
+];
 
 #[tokio::main]
 async fn main() {
@@ -104,7 +112,10 @@ async fn run() -> Res<()> {
                 drain(&server, &settings, "drain", sub, &counter, None).await?
             }
             "nats" => brokers::nats(&server, &settings).await?,
-            "rabbitmq" => brokers::rabbitmq(&server, &settings).await?,
+            "rabbitmq" => brokers::rabbitmq(&server, &settings, Format::Binary, "rabbitmq").await?,
+            "rabbitmq-structured" => {
+                brokers::rabbitmq(&server, &settings, Format::Structured, id).await?
+            }
             _ => brokers::rabbitmq_direct(&settings).await?,
         };
         println!(
