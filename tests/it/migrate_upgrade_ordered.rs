@@ -6,9 +6,11 @@
 
 use crate::ordered::{Spans, failing, keyed, seqs_of};
 use crate::support::database::{count, empty_db};
+use crate::support::deliveries::delivery_count_in;
 use crate::support::dispatcher::{dispatcher, start, stop};
 use crate::support::old_schema::schema_at;
 use crate::support::publishing::publish_events;
+use crate::support::states::{PENDING, RUNNING};
 use crate::support::wait::{SOON, wait_until};
 
 const KEYS: [&str; 3] = ["a", "b", "c"];
@@ -94,12 +96,7 @@ async fn a_version_16_schema_with_ordered_deliveries_upgrades_to_ordered_claims_
     })
     .await;
     wait_until("no delivery left unfinished", SOON, || async {
-        count(
-            pool,
-            "SELECT count(*) FROM pgbus.all_deliveries WHERE state < 2",
-        )
-        .await
-            == 0
+        delivery_count_in(pool, &[PENDING, RUNNING]).await == 0
     })
     .await;
     stop(pool, handle).await;
