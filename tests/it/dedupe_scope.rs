@@ -9,10 +9,10 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::migrate_upgrade::version_2;
 use crate::support::database::{count, db, empty_db};
 use crate::support::dispatcher::{dispatcher, register, start, stop};
 use crate::support::journal::Journal;
+use crate::support::old_schema::schema_at;
 use crate::support::wait::{SOON, wait_until};
 
 async fn publish(pool: &PgPool, source: &str, event: NewEvent) -> PublishOutcome {
@@ -182,7 +182,7 @@ async fn the_sql_publish_function_deduplicates_per_event_type() {
 async fn keys_published_before_the_upgrade_keep_deduplicating_in_every_scope() {
     let db = empty_db().await;
     let pool = db.pool();
-    version_2(pool).await;
+    schema_at(pool, 2).await;
     let old: Uuid = sqlx::query_scalar(
         "INSERT INTO pgbus.events (id, type, source, data, dedupe_key)
          VALUES (gen_random_uuid(), 'invoice.paid', 'billing', '{}', 'old-key') RETURNING id",

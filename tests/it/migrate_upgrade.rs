@@ -8,32 +8,9 @@ use crate::support::database::{count, empty_db};
 use crate::support::deliveries::delivery_count;
 use crate::support::dispatcher::{dispatcher, quick_retry, start, stop};
 use crate::support::journal::Journal;
+use crate::support::old_schema::schema_at;
 use crate::support::states::{DEAD, PENDING, RUNNING, State};
 use crate::support::wait::{SOON, wait_until};
-
-/// The schema as pgbus 0.1's version 2 left it.
-pub async fn version_2(pool: &PgPool) {
-    sqlx::raw_sql(
-        "CREATE SCHEMA pgbus;
-         CREATE TABLE pgbus.schema_migrations (
-             version bigint PRIMARY KEY, name text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now());
-         INSERT INTO pgbus.schema_migrations (version, name)
-         VALUES (1, '0001_init.sql'), (2, '0002_lease_id.sql');",
-    )
-    .execute(pool)
-    .await
-    .expect("bookkeeping");
-    for sql in [
-        include_str!("../../migrations/0001_init.sql"),
-        include_str!("../../migrations/0002_lease_id.sql"),
-    ] {
-        sqlx::raw_sql(sql)
-            .execute(pool)
-            .await
-            .expect("a version-2 migration");
-    }
-}
 
 /// One event of type `up.<name>` and its delivery in `state`, as a version-2 dispatcher
 /// left it.
@@ -82,7 +59,7 @@ fn migration_files() -> i64 {
 async fn a_version_2_schema_with_deliveries_in_flight_upgrades_and_they_all_finish() {
     let db = empty_db().await;
     let pool = db.pool();
-    version_2(pool).await;
+    schema_at(pool, 2).await;
     sqlx::query(
         "INSERT INTO pgbus.subscriptions (name, patterns, like_patterns)
          VALUES ('upgrade', ARRAY['up.*'], ARRAY['up.%'])",
