@@ -98,6 +98,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0017_ordered_log.sql",
         sql: include_str!("../migrations/0017_ordered_log.sql"),
     },
+    Migration {
+        version: 18,
+        name: "0018_claim_generic_plans.sql",
+        sql: include_str!("../migrations/0018_claim_generic_plans.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

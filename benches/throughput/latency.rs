@@ -11,6 +11,9 @@ use sqlx::{Connection, PgConnection};
 use crate::common::*;
 use crate::{DB, SUB, progress};
 
+/// How many of the first deliveries are reported one by one.
+const FIRST: i64 = 10;
+
 pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) -> Res<Value> {
     let n = ((rate * secs).round() as usize).max(1);
     let publishers = ((rate / 200.0).ceil() as usize).clamp(1, 16);
@@ -63,6 +66,13 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
             lat.push((start - c) as f64 / 1e6);
         }
     }
+    // The first deliveries after the dispatcher started, in publish order: they pay for
+    // whatever the dispatcher's connections plan or load on first use.
+    let started: HashMap<i64, i128> = starts.iter().copied().collect();
+    let first: Vec<f64> = (0..FIRST)
+        .filter_map(|seq| Some((started.get(&seq)? - commits.get(&seq)?) as f64 / 1e6))
+        .collect();
+    let first_max = first.iter().copied().fold(0.0_f64, f64::max);
     let missing = commits.len().saturating_sub(lat.len());
     let summary = latency_summary(lat);
     progress(format!(
@@ -73,6 +83,12 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
         ms(&summary["max_ms"]),
         summary["n"],
         if all { "" } else { ", NOT ALL DELIVERED" }
+    ));
+    progress(format!(
+        "  first {FIRST} deliveries after the start: max {first_max:.2} ms ({})",
+        (first.iter().map(|l| format!("{l:.1}")))
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     Ok(json!({
         "id": format!("latency_{}", rate as u64),
@@ -85,6 +101,7 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
         "n": n,
         "missing": missing,
         "latency": summary,
+        "first_deliveries_ms": first,
         "latency_meaning": "wall clock at handler start − wall clock right after tx.commit() \
                             returned in the publisher process (joined on a sequence number in the payload)",
     }))
