@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pgbus::{NewEvent, Publisher};
+use pgbus::NewEvent;
 use serde_json::json;
-use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -17,67 +16,11 @@ use crate::support::deliveries::{
 use crate::support::env::size;
 use crate::support::fault_log::{LogRow, create_fault_log, log_rows, lost_pairs};
 use crate::support::fleet::Fleet;
-use crate::support::publishing::publish_events;
+use crate::support::publishing::{publish_events, publish_paced};
+use crate::support::rng::Rng;
 use crate::support::states::DEAD;
 use crate::support::wait::wait_until;
 use crate::support::worker::{Mode, WorkerConfig};
-
-/// A small xorshift generator: the tests need a little randomness, not a crate.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn from_time() -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-            | 1;
-        Rng(seed)
-    }
-
-    pub fn seed(&self) -> u64 {
-        self.0
-    }
-
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `lo..hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo).max(1)
-    }
-}
-
-/// Publishes `total` events of type `fault.tick` in batches of 25 (autocommit), spread over
-/// about `over`; returns the ids of the events whose publish returned `Ok`.
-pub async fn publish_paced(pool: PgPool, total: usize, over: Duration) -> Vec<Uuid> {
-    const BATCH: usize = 25;
-    let publisher = Publisher::new("faults.kill").expect("publisher");
-    let batches = total.div_ceil(BATCH);
-    let started = Instant::now();
-    let mut ids = Vec::with_capacity(total);
-    for b in 0..batches {
-        let events: Vec<NewEvent> = (b * BATCH..((b + 1) * BATCH).min(total))
-            .map(|n| NewEvent::raw("fault.tick", json!({ "n": n })))
-            .collect();
-        let mut conn = pool.acquire().await.expect("a connection to publish on");
-        let outcomes = publisher
-            .publish_all(&mut conn, &events)
-            .await
-            .expect("publishing (the database is not restarted in this test)");
-        ids.extend(outcomes.iter().map(|o| o.id()));
-        drop(conn);
-        // Keep to the schedule: batch b+1 is due at (b+1)/batches of `over`.
-        let due = started + over.mul_f64((b + 1) as f64 / batches as f64);
-        tokio::time::sleep_until(due).await;
-    }
-    ids
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_workers_lose_no_delivery() {
@@ -110,17 +53,8 @@ async fn killed_workers_lose_no_delivery() {
         if kill_until.is_some() && delivery_count(&pool).await < 300 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(rng.range(200, 600))).await;
-        assert_eq!(
-            fleet.reap(),
-            0,
-            "a worker exited without being killed: {:?}",
-            fleet.exited
-        );
-        let victim = rng.range(0, fleet.len() as u64) as usize;
-        fleet.kill(victim).await;
+        fleet.kill_random(&mut rng, (200, 600)).await;
         kills += 1;
-        fleet.spawn();
     }
     let published = publisher.await.expect("the publisher task");
     assert_eq!(published.len(), total);

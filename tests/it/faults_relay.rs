@@ -14,12 +14,13 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::faults_kill::{Rng, publish_paced};
 use crate::support::brokers::{amqp_read, amqp_setup, nats, rabbitmq, read_stream};
 use crate::support::database::{count, db};
 use crate::support::dispatcher::{dispatcher, fault_retry, start, stop};
 use crate::support::env::size;
 use crate::support::fleet::Fleet;
+use crate::support::publishing::publish_paced;
+use crate::support::rng::Rng;
 use crate::support::wait::wait_until;
 use crate::support::worker::{FAULT_EXCHANGE, FAULT_STREAM, Mode, WorkerConfig};
 
@@ -194,17 +195,8 @@ async fn kill_relay_workers(pool: &PgPool, config: WorkerConfig) -> (Vec<Uuid>, 
     let mut rng = Rng::from_time();
     let mut kills = 0;
     while !publisher.is_finished() {
-        tokio::time::sleep(Duration::from_millis(rng.range(300, 900))).await;
-        assert_eq!(
-            fleet.reap(),
-            0,
-            "a worker exited by itself: {:?}",
-            fleet.exited
-        );
-        let victim = rng.range(0, fleet.len() as u64) as usize;
-        fleet.kill(victim).await;
+        fleet.kill_random(&mut rng, (300, 900)).await;
         kills += 1;
-        fleet.spawn();
     }
     let published = publisher.await.unwrap();
     wait_drained(pool, "the relay workers to catch up").await;

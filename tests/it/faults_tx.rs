@@ -9,12 +9,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::faults_kill::{Rng, publish_paced};
 use crate::support::database::db;
 use crate::support::deliveries::{delivery_count_not_in, state_counts};
 use crate::support::env::size;
 use crate::support::fault_log::{create_fault_log, log_rows, lost_pairs};
 use crate::support::fleet::Fleet;
+use crate::support::publishing::publish_paced;
+use crate::support::rng::Rng;
 use crate::support::states::DONE;
 use crate::support::wait::wait_until;
 use crate::support::worker::{Mode, WorkerConfig};
@@ -45,17 +46,8 @@ async fn killed_workers_leave_exactly_one_effect_per_transactional_delivery() {
             Some(until) if Instant::now() >= until => break,
             _ => {}
         }
-        tokio::time::sleep(Duration::from_millis(rng.range(200, 600))).await;
-        assert_eq!(
-            fleet.reap(),
-            0,
-            "a worker exited without being killed: {:?}",
-            fleet.exited
-        );
-        let victim = rng.range(0, fleet.len() as u64) as usize;
-        fleet.kill(victim).await;
+        fleet.kill_random(&mut rng, (200, 600)).await;
         kills += 1;
-        fleet.spawn();
     }
     let published = publisher.await.expect("the publisher task");
     assert_eq!(published.len(), total);

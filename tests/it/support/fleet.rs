@@ -11,6 +11,7 @@ use tokio::process::Child;
 use super::database::count;
 use super::env::verbose;
 use super::process::rerun_test;
+use super::rng::Rng;
 use super::wait::wait_until;
 use super::worker::{WORKER_TEST, WorkerConfig};
 
@@ -116,6 +117,22 @@ impl Fleet {
             }
         }
         n
+    }
+
+    /// One step of a kill loop: waits a random `pause_ms` (`lo..hi` milliseconds), checks that
+    /// no worker exited by itself meanwhile, kills a random worker with SIGKILL and starts
+    /// a replacement.
+    pub async fn kill_random(&mut self, rng: &mut Rng, pause_ms: (u64, u64)) {
+        tokio::time::sleep(Duration::from_millis(rng.range(pause_ms.0, pause_ms.1))).await;
+        assert_eq!(
+            self.reap(),
+            0,
+            "a worker exited without being killed: {:?}",
+            self.exited
+        );
+        let victim = rng.range(0, self.len() as u64) as usize;
+        self.kill(victim).await;
+        self.spawn();
     }
 
     /// Kills every worker.

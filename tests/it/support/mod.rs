@@ -5,7 +5,7 @@
 //! - [`wait`]: bounded polling ([`wait::wait_until`]) and how long "soon" is.
 //! - [`states`]: the delivery states (the only place they are spelled out).
 //! - [`deliveries`]: reading `pgbus.all_deliveries` (rows, one row, counts by state).
-//! - [`publishing`]: publishing events in one call.
+//! - [`publishing`]: publishing events in one call, or paced over a while.
 //! - [`sql_publish`]: one event's inputs, published with the Rust API or `pgbus.publish`.
 //! - [`dispatcher`]: dispatchers with short timings, start, shutdown, registering
 //!   subscriptions.
@@ -21,7 +21,7 @@
 //! - [`process`]: running one test of this binary again in a child process.
 //! - [`tools`]: the independent implementations (Python, node) some tests check against.
 //! - [`worker`], [`fleet`]: the fault tests' worker processes, and the set of them a test
-//!   runs and kills.
+//!   runs and kills; [`rng`]: which to kill, and when.
 
 pub mod brokers;
 pub mod database;
@@ -38,6 +38,7 @@ pub mod pooler;
 pub mod process;
 pub mod publishing;
 pub mod ring;
+pub mod rng;
 pub mod sql_publish;
 pub mod states;
 pub mod tools;

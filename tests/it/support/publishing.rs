@@ -1,7 +1,11 @@
 //! Publishing events in one call, on a connection of a pool.
 
+use std::time::Duration;
+
 use pgbus::{NewEvent, Publisher};
+use serde_json::json;
 use sqlx::PgPool;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 fn publisher() -> Publisher {
@@ -46,4 +50,30 @@ pub async fn publish_n_as_rows(pool: &PgPool, event_type: &str, n: usize) -> Vec
         .collect();
     publish_events(pool, &events).await;
     events.iter().map(NewEvent::id).collect()
+}
+
+/// Publishes `total` events of type `fault.tick` in batches of 25 (autocommit), spread over
+/// about `over`; returns the ids of the events whose publish returned `Ok`.
+pub async fn publish_paced(pool: PgPool, total: usize, over: Duration) -> Vec<Uuid> {
+    const BATCH: usize = 25;
+    let publisher = Publisher::new("faults.kill").expect("publisher");
+    let batches = total.div_ceil(BATCH);
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(total);
+    for b in 0..batches {
+        let events: Vec<NewEvent> = (b * BATCH..((b + 1) * BATCH).min(total))
+            .map(|n| NewEvent::raw("fault.tick", json!({ "n": n })))
+            .collect();
+        let mut conn = pool.acquire().await.expect("a connection to publish on");
+        let outcomes = publisher
+            .publish_all(&mut conn, &events)
+            .await
+            .expect("publishing (the database is not restarted in this test)");
+        ids.extend(outcomes.iter().map(|o| o.id()));
+        drop(conn);
+        // Keep to the schedule: batch b+1 is due at (b+1)/batches of `over`.
+        let due = started + over.mul_f64((b + 1) as f64 / batches as f64);
+        tokio::time::sleep_until(due).await;
+    }
+    ids
 }
