@@ -11,6 +11,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::support::database::db;
 use crate::support::dispatcher::register;
+use crate::support::publishing::publish_n;
 
 /// The generic and custom plans so far of this connection's prepared statement `name`.
 async fn plans(conn: &mut PgConnection, name: &str) -> (i64, i64) {
@@ -96,12 +97,8 @@ async fn the_claims_generic_plan_fetches_events_by_primary_key() {
     let db = db().await;
     let pool = db.pool();
     register(pool, &[("audit", &["*"])]).await;
-    let p = Publisher::new("plans-tests").expect("publisher");
-    let events: Vec<NewEvent> = (0..2000)
-        .map(|i| NewEvent::raw("plan.plain", json!({ "i": i })))
-        .collect();
+    publish_n(pool, "plan.plain", 2000).await;
     let mut conn = pool.acquire().await.expect("connection");
-    p.publish_all(&mut conn, &events).await.expect("publish");
     sqlx::raw_sql("ANALYZE").execute(&mut *conn).await.unwrap();
     let sql = include_str!("../../src/sql/claim_log.sql");
     let prepare = format!("PREPARE c(text[], int4[], int4[], float8[], int4) AS {sql}");
@@ -157,13 +154,7 @@ async fn the_log_claims_statements_keep_a_plan_from_their_first_run() {
     let db = db().await;
     let pool = db.pool();
     register(pool, &[("audit", &["*"])]).await;
-    let p = Publisher::new("plans-tests").expect("publisher");
-    let events: Vec<NewEvent> = (0..20)
-        .map(|i| NewEvent::raw("plan.plain", json!({ "i": i })))
-        .collect();
-    p.publish_all(&mut pool.acquire().await.unwrap(), &events)
-        .await
-        .expect("publish");
+    publish_n(pool, "plan.plain", 20).await;
     // A connection of its own, used through the simple protocol only: its only cached
     // statements are the function's.
     let mut conn = PgConnection::connect_with(&pool.connect_options())
