@@ -103,6 +103,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0018_claim_generic_plans.sql",
         sql: include_str!("../migrations/0018_claim_generic_plans.sql"),
     },
+    Migration {
+        version: 19,
+        name: "0019_log_packs.sql",
+        sql: include_str!("../migrations/0019_log_packs.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

@@ -27,8 +27,11 @@ moved AS (
            now() + ($4::float8[])[array_position($3::int8[], q.id)] * interval '1 second',
            1, q.key, b.lease_id, $5, q.event_slot, q.seq IS NOT NULL, q.seq
     FROM fence b
+    -- The log's deliveries (a view of its packs, migration 0019); the txid bounds bound the
+    -- index scan, the ids being computed.
     JOIN pgbus.delivery_log q
       ON q.subscription = b.subscription AND q.priority = b.priority
+     AND q.txid >= b.from_txid AND q.txid <= b.last_txid
      AND (q.txid, q.id) > (b.from_txid, b.from_id) AND (q.txid, q.id) <= (b.last_txid, b.last_id)
      AND pg_visible_in_snapshot(q.txid, b.cur_snap)
      AND NOT pg_visible_in_snapshot(q.txid, b.prev_snap)

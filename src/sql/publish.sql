@@ -49,24 +49,34 @@ ev AS (
     WHERE dedupe_key IS NULL OR id IN (SELECT event_id FROM dedupe)
     RETURNING id, type, key, priority, slot
 ),
--- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
--- pgbus.deliveries, which the dispatcher reads when they fall due.
+-- Due now: appended to the delivery log's current slot, as packs (migration 0019): one row per
+-- lane and 256 events of the batch, its deliveries in batch order. Later (deliver_at in the
+-- future): pgbus.deliveries, which the dispatcher reads when they fall due.
 -- An ordered subscription's keyed deliveries carry seq, their publish order (migration
 -- 0010), due now in the log too (migration 0017: the log's claim holds their keys), all in
--- the lane of priority 0: within a key, publish order wins over priority.
-fan_now AS (
-    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot,
-                                    seq)
-    SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
-           s.name, CASE WHEN s.ordered AND ev.key IS NOT NULL THEN 0 ELSE ev.priority END,
-           ev.id, ev.key, ev.slot,
-           CASE WHEN s.ordered AND ev.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END
+-- the lane of priority 0: within a key, publish order wins over priority. Seqs are drawn in
+-- batch order (the sort comes before the volatile column), before the rows are packed.
+due AS MATERIALIZED (
+    SELECT ev.id, ev.key, ev.slot, i.ord, s.name,
+           CASE WHEN s.ordered AND ev.key IS NOT NULL THEN 0 ELSE ev.priority END AS lane,
+           CASE WHEN s.ordered AND ev.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END AS seq
     FROM ev
     JOIN input i ON i.id = ev.id
     JOIN pgbus.subscriptions s ON ev.type LIKE ANY (s.like_patterns)
     WHERE (NOT (SELECT $13) OR i.deliver_at IS NULL OR i.deliver_at <= now())
     ORDER BY i.ord
-    RETURNING event_id
+),
+fan_now AS (
+    INSERT INTO pgbus.log_packs (slot, subscription, priority, event_ids, keys, event_slot, seqs)
+    SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
+           d.name, d.lane, array_agg(d.id ORDER BY d.ord),
+           CASE WHEN bool_or(d.key IS NOT NULL) THEN array_agg(d.key ORDER BY d.ord) END,
+           min(d.slot),
+           CASE WHEN bool_or(d.seq IS NOT NULL) THEN array_agg(d.seq ORDER BY d.ord) END
+    FROM due d
+    GROUP BY d.name, d.lane, (d.ord - 1) / 256
+    -- Pack ids (the column's default) follow the batch order within a lane.
+    ORDER BY min(d.ord)
 ),
 -- Ordered subscriptions' keyed deliveries scheduled for later: pgbus.deliveries, where
 -- claim_ordered.sql takes each key's oldest when due.
@@ -92,7 +102,7 @@ fan_later AS (
     ORDER BY i.ord
     RETURNING event_id
 ),
-fan AS (SELECT event_id FROM fan_now UNION ALL SELECT event_id FROM fan_later
+fan AS (SELECT id AS event_id FROM due UNION ALL SELECT event_id FROM fan_later
         UNION ALL SELECT event_id FROM fan_ordered)
 SELECT ev.id, coalesce(f.n, 0)::int4 AS deliveries,
        (SELECT true FROM (SELECT pg_notify((SELECT $12), '') WHERE (SELECT $11)) n) AS notified

@@ -23,25 +23,35 @@ ev AS (
                 (SELECT $4::text[]), (SELECT $5::jsonb[]), (SELECT $6::jsonb[]),
                 (SELECT $8::int2[])) AS i(id, type, subject, key, data, headers, priority)
 ),
--- Due now: appended to the delivery log's current slot. Later (deliver_at in the future):
--- pgbus.deliveries, which the dispatcher reads when they fall due.
+-- Due now: appended to the delivery log's current slot, as packs (migration 0019): one row per
+-- lane and 256 events of the batch, its deliveries in batch order. Later (deliver_at in the
+-- future): pgbus.deliveries, which the dispatcher reads when they fall due.
 -- An ordered subscription's keyed deliveries carry seq, their publish order (migration
 -- 0010), due now in the log too (migration 0017: the log's claim holds their keys), all in
--- the lane of priority 0: within a key, publish order wins over priority.
-fan AS (
-    INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id, key, event_slot,
-                                    seq)
-    SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
-           m.name, CASE WHEN m.ordered AND i.key IS NOT NULL THEN 0 ELSE i.priority END,
-           i.id, i.key,
-           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1),
-           CASE WHEN m.ordered AND i.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END
+-- the lane of priority 0: within a key, publish order wins over priority. Seqs are drawn in
+-- batch order (the sort comes before the volatile column), before the rows are packed.
+due AS MATERIALIZED (
+    SELECT i.id, i.key, i.ord, m.name,
+           CASE WHEN m.ordered AND i.key IS NOT NULL THEN 0 ELSE i.priority END AS lane,
+           CASE WHEN m.ordered AND i.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END AS seq
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
                 (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
     WHERE (NOT (SELECT $13) OR i.deliver_at IS NULL OR i.deliver_at <= now())
     ORDER BY i.ord
+),
+fan AS (
+    INSERT INTO pgbus.log_packs (slot, subscription, priority, event_ids, keys, event_slot, seqs)
+    SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
+           d.name, d.lane, array_agg(d.id ORDER BY d.ord),
+           CASE WHEN bool_or(d.key IS NOT NULL) THEN array_agg(d.key ORDER BY d.ord) END,
+           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1),
+           CASE WHEN bool_or(d.seq IS NOT NULL) THEN array_agg(d.seq ORDER BY d.ord) END
+    FROM due d
+    GROUP BY d.name, d.lane, (d.ord - 1) / 256
+    -- Pack ids (the column's default) follow the batch order within a lane.
+    ORDER BY min(d.ord)
 ),
 -- Ordered subscriptions' keyed deliveries scheduled for later: pgbus.deliveries, where
 -- claim_ordered.sql takes each key's oldest when due.

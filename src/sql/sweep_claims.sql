@@ -26,8 +26,11 @@ moved AS (
     SELECT q.id, q.event_id, q.subscription, 1 /* running */, q.priority, now(), 1, q.key, b.owner,
            q.event_slot, q.seq IS NOT NULL, q.seq
     FROM closed b
+    -- The log's deliveries (a view of its packs, migration 0019); the txid bounds bound the
+    -- index scan, the ids being computed.
     JOIN pgbus.delivery_log q
       ON q.subscription = b.subscription AND q.priority = b.priority
+     AND q.txid >= b.from_txid AND q.txid <= b.last_txid
      AND (q.txid, q.id) > (b.from_txid, b.from_id) AND (q.txid, q.id) <= (b.last_txid, b.last_id)
      AND pg_visible_in_snapshot(q.txid, b.cur_snap)
      AND NOT pg_visible_in_snapshot(q.txid, b.prev_snap)

@@ -14,7 +14,7 @@ use crate::support::deliveries::{
     deliveries, delivery_count, delivery_count_in, delivery_count_not_in, state_counts,
 };
 use crate::support::env::size;
-use crate::support::fault_log::{LogRow, create_fault_log, log_rows, lost_pairs};
+use crate::support::fault_log::{LogRow, create_fault_log, log_rows, lost_pairs, lost_report};
 use crate::support::fleet::Fleet;
 use crate::support::publishing::{publish_events, publish_paced};
 use crate::support::rng::Rng;
@@ -127,7 +127,12 @@ async fn killed_workers_lose_no_delivery() {
         drained_in.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(lost, 0, "deliveries lost");
+    if lost > 0 {
+        panic!(
+            "{lost} deliveries lost:\n{}",
+            lost_report(&pool, &published, &subscriptions).await
+        );
+    }
     assert_eq!(by_pair.len(), pairs, "handled pairs");
     assert!(
         unexplained.is_empty(),

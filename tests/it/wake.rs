@@ -88,15 +88,16 @@ async fn start_idle(pool: &PgPool, journal: &Journal, listen: bool) -> Dispatche
     handle
 }
 
-/// Writes an event and its delivery (a row of the delivery log) with plain SQL: no NOTIFY,
-/// no in-process wake-up.
+/// Writes an event and its delivery (a pack of one in the delivery log) with plain SQL: no
+/// NOTIFY, no in-process wake-up.
 async fn insert_raw(conn: &mut PgConnection) -> Uuid {
     let id = Uuid::now_v7();
     sqlx::query(
         "WITH e AS (INSERT INTO pgbus.events (id, type, source, data)
                     VALUES ($1, 'wake.raw', 'raw-sql', '{}') RETURNING id)
-         INSERT INTO pgbus.delivery_log (slot, subscription, priority, event_id)
-         SELECT (SELECT slot FROM pgbus.log_ring ORDER BY generation DESC LIMIT 1), 'waker', 0, id
+         INSERT INTO pgbus.log_packs (slot, subscription, priority, event_ids)
+         SELECT (SELECT slot FROM pgbus.log_ring ORDER BY generation DESC LIMIT 1), 'waker', 0,
+                ARRAY[id]
          FROM e",
     )
     .bind(id)

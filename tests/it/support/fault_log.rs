@@ -112,3 +112,49 @@ pub async fn lost_pairs(pool: &PgPool, events: &[Uuid], subscriptions: &[&str]) 
     .await
     .expect("counting lost deliveries")
 }
+
+/// Where up to five lost (event, subscription) pairs are, for a failing test's message: their
+/// rows in the delivery log (slot, txid, id), in `pgbus.deliveries` (id, state), and the
+/// batches of their lane whose window holds them.
+pub async fn lost_report(pool: &PgPool, events: &[Uuid], subscriptions: &[&str]) -> String {
+    let rows: Vec<(Uuid, String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "WITH lost AS (
+             SELECT e.id, s.name FROM unnest($1::uuid[]) AS e(id)
+             CROSS JOIN unnest($2::text[]) AS s(name)
+             WHERE NOT EXISTS (SELECT 1 FROM fault_log l
+                               WHERE l.event_id = e.id AND l.subscription = s.name)
+             LIMIT 5)
+         SELECT l.id, l.name,
+                (SELECT string_agg(format('slot %s txid %s id %s', q.slot, q.txid, q.id), '; ')
+                 FROM pgbus.delivery_log q WHERE q.event_id = l.id AND q.subscription = l.name),
+                (SELECT string_agg(format('id %s state %s', d.id, d.state), '; ')
+                 FROM pgbus.deliveries d WHERE d.event_id = l.id AND d.subscription = l.name),
+                (SELECT string_agg(format('batch %s (%s,%s]..(%s,%s] n %s closed %s taken back %s',
+                                          c.id, c.from_txid, c.from_id, c.last_txid, c.last_id,
+                                          c.n, c.closed_at IS NOT NULL, c.taken_back), '; ')
+                 FROM pgbus.delivery_log q JOIN pgbus.claims c
+                   ON c.subscription = q.subscription AND c.priority = q.priority
+                  AND (q.txid, q.id) > (c.from_txid, c.from_id)
+                  AND (q.txid, q.id) <= (c.last_txid, c.last_id)
+                  AND pg_visible_in_snapshot(q.txid, c.cur_snap)
+                  AND NOT pg_visible_in_snapshot(q.txid, c.prev_snap)
+                 WHERE q.event_id = l.id AND q.subscription = l.name)
+         FROM lost l",
+    )
+    .bind(events)
+    .bind(subscriptions)
+    .fetch_all(pool)
+    .await
+    .expect("locating lost deliveries");
+    rows.iter()
+        .map(|(e, s, log, d, b)| {
+            format!(
+                "{e} {s}: log [{}], deliveries [{}], batches [{}]",
+                log.as_deref().unwrap_or(""),
+                d.as_deref().unwrap_or(""),
+                b.as_deref().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
