@@ -117,7 +117,8 @@ pub async fn lost_pairs(pool: &PgPool, events: &[Uuid], subscriptions: &[&str]) 
 /// rows in the delivery log (slot, txid, id), in `pgbus.deliveries` (id, state), and the
 /// batches of their lane whose window holds them.
 pub async fn lost_report(pool: &PgPool, events: &[Uuid], subscriptions: &[&str]) -> String {
-    let rows: Vec<(Uuid, String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    type Found = (Uuid, String, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<Found> = sqlx::query_as(
         "WITH lost AS (
              SELECT e.id, s.name FROM unnest($1::uuid[]) AS e(id)
              CROSS JOIN unnest($2::text[]) AS s(name)
