@@ -28,6 +28,7 @@ mod metrics_prometheus;
 mod migrate;
 mod migrate_upgrade;
 mod migrate_upgrade_ordered;
+mod migrate_upgrade_packs;
 mod migrate_upgrade_ring;
 mod ordered;
 mod ordered_blocked;

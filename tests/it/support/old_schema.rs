@@ -5,7 +5,7 @@ use sqlx::PgPool;
 
 /// The migrations of the versions the upgrade tests start from, in order (version = index
 /// + 1).
-const SHIPPED: [(&str, &str); 16] = [
+const SHIPPED: [(&str, &str); 18] = [
     (
         "0001_init.sql",
         include_str!("../../../migrations/0001_init.sql"),
@@ -70,9 +70,17 @@ const SHIPPED: [(&str, &str); 16] = [
         "0016_events_rotate.sql",
         include_str!("../../../migrations/0016_events_rotate.sql"),
     ),
+    (
+        "0017_ordered_log.sql",
+        include_str!("../../../migrations/0017_ordered_log.sql"),
+    ),
+    (
+        "0018_claim_generic_plans.sql",
+        include_str!("../../../migrations/0018_claim_generic_plans.sql"),
+    ),
 ];
 
-/// Makes the schema of `version` (1 to 16) in an empty database, with its bookkeeping,
+/// Makes the schema of `version` (1 to 18) in an empty database, with its bookkeeping,
 /// as `migrate` of that version would have left it.
 pub async fn schema_at(pool: &PgPool, version: usize) {
     assert!(
