@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::support::database::{count, db};
 use crate::support::dispatcher::{dispatcher, register, start, stop};
 use crate::support::journal::Journal;
-use crate::support::publishing::{publish_events, publish_n};
+use crate::support::publishing::{publish_events, publish_n, publish_one};
 use crate::support::wait::{SOON, wait_until};
 
 /// The packs of one subscription: (priority, first id, deliveries), in the log's order.
@@ -129,13 +129,7 @@ async fn claims_of_one_read_every_pack_of_one_in_their_window() {
     register(pool, &[("ones", &["ones.*"])]).await;
     let mut published = Vec::new();
     for i in 0..3 {
-        published.push(
-            crate::support::publishing::publish_one(
-                pool,
-                NewEvent::raw("ones.event", json!({ "i": i })),
-            )
-            .await,
-        );
+        published.push(publish_one(pool, NewEvent::raw("ones.event", json!({ "i": i }))).await);
     }
     let mut claimed = Vec::new();
     for _ in 0..4 {
@@ -172,6 +166,7 @@ async fn a_dispatcher_with_small_batches_runs_every_packed_delivery_once() {
     assert_eq!(journal.sorted_event_ids(), published, "each delivery once");
 }
 
+/// The same through a dispatcher: one delivery per claim, each published alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_delivery_per_claim_with_done_rows_retained_runs_each_publish() {
     let db = db().await;
@@ -185,11 +180,7 @@ async fn one_delivery_per_claim_with_done_rows_retained_runs_each_publish() {
     )
     .await;
     for n in 1..=4 {
-        crate::support::publishing::publish_one(
-            pool,
-            NewEvent::raw("one.event", json!({ "n": n })),
-        )
-        .await;
+        publish_one(pool, NewEvent::raw("one.event", json!({ "n": n }))).await;
         wait_until("the event just published", SOON, || async {
             journal.len() == n
         })

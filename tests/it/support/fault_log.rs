@@ -133,13 +133,8 @@ pub async fn lost_report(pool: &PgPool, events: &[Uuid], subscriptions: &[&str])
                 (SELECT string_agg(format('batch %s (%s,%s]..(%s,%s] n %s closed %s taken back %s',
                                           c.id, c.from_txid, c.from_id, c.last_txid, c.last_id,
                                           c.n, c.closed_at IS NOT NULL, c.taken_back), '; ')
-                 FROM pgbus.delivery_log q JOIN pgbus.claims c
-                   ON c.subscription = q.subscription AND c.priority = q.priority
-                  AND (q.txid, q.id) > (c.from_txid, c.from_id)
-                  AND (q.txid, q.id) <= (c.last_txid, c.last_id)
-                  AND pg_visible_in_snapshot(q.txid, c.cur_snap)
-                  AND NOT pg_visible_in_snapshot(q.txid, c.prev_snap)
-                 WHERE q.event_id = l.id AND q.subscription = l.name)
+                 FROM pgbus.claims c CROSS JOIN LATERAL pgbus.claim_rows(c) r
+                 WHERE c.subscription = l.name AND r.event_id = l.id)
          FROM lost l",
     )
     .bind(events)
