@@ -108,6 +108,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0019_log_packs.sql",
         sql: include_str!("../migrations/0019_log_packs.sql"),
     },
+    Migration {
+        version: 20,
+        name: "0020_claim_fast_path.sql",
+        sql: include_str!("../migrations/0020_claim_fast_path.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

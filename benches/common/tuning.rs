@@ -9,13 +9,15 @@ use sqlx::postgres::PgPool;
 use super::{EVENT_TYPE, Res, env_opt_usize};
 
 /// Dispatcher and subscription settings: library defaults unless overridden by
-/// `PGBUS_BATCH_SIZE`, `PGBUS_CONCURRENCY`, `PGBUS_COMPLETE_BATCH`, `PGBUS_COMPLETE_DELAY_MS`.
+/// `PGBUS_BATCH_SIZE`, `PGBUS_CONCURRENCY`, `PGBUS_COMPLETE_BATCH`, `PGBUS_COMPLETE_DELAY_MS`,
+/// `PGBUS_POLL_MS`.
 #[derive(Debug, Clone, Default)]
 pub struct Tuning {
     pub batch_size: Option<usize>,
     pub concurrency: Option<usize>,
     pub complete_batch: Option<usize>,
     pub complete_delay_ms: Option<usize>,
+    pub poll_ms: Option<usize>,
 }
 
 impl Tuning {
@@ -25,6 +27,7 @@ impl Tuning {
             concurrency: env_opt_usize("PGBUS_CONCURRENCY"),
             complete_batch: env_opt_usize("PGBUS_COMPLETE_BATCH"),
             complete_delay_ms: env_opt_usize("PGBUS_COMPLETE_DELAY_MS"),
+            poll_ms: env_opt_usize("PGBUS_POLL_MS"),
         }
     }
 
@@ -37,9 +40,11 @@ impl Tuning {
             "concurrency": show(self.concurrency, "32"),
             "complete_batch": show(self.complete_batch, "1000"),
             "complete_delay_ms": show(self.complete_delay_ms, "0"),
+            "poll_ms": show(self.poll_ms, "1000"),
             "listen": true,
             "is_default": self.batch_size.is_none() && self.concurrency.is_none()
-                && self.complete_batch.is_none() && self.complete_delay_ms.is_none(),
+                && self.complete_batch.is_none() && self.complete_delay_ms.is_none()
+                && self.poll_ms.is_none(),
         })
     }
 
@@ -72,6 +77,9 @@ impl Tuning {
         }
         if let Some(ms) = self.complete_delay_ms {
             b = b.complete_delay(Duration::from_millis(ms as u64));
+        }
+        if let Some(ms) = self.poll_ms {
+            b = b.poll_interval(Duration::from_millis(ms as u64));
         }
         Ok(b.build()?)
     }

@@ -20,10 +20,9 @@ WITH got AS MATERIALIZED (
     SELECT w.idx, c.*
     FROM unnest((SELECT $1::text[]), (SELECT $2::int4[]), (SELECT $3::int4[]),
                 (SELECT $4::float8[])) AS w(sub, idx, n, lease)
+    -- A paused subscription (pgbus.subscriptions.paused_at set, by the admin API) is skipped
+    -- by the function (migration 0020).
     CROSS JOIN LATERAL pgbus.claim_log(w.sub, w.n, w.lease, (SELECT $5), pg_current_snapshot()) c
-    -- A paused subscription (pgbus.subscriptions.paused_at set, by the admin API) is skipped.
-    WHERE NOT EXISTS (SELECT 1 FROM pgbus.subscriptions s
-                      WHERE s.name = w.sub AND s.paused_at IS NOT NULL)
 )
 SELECT g.id, g.idx, 1::int4 AS attempts, false AS taken_back, g.lease_id, g.event_id,
        g.priority, NULL::timestamptz AS due, g.claim_id, g.txid::text::int8 AS txid,
