@@ -78,6 +78,12 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
         .filter_map(|seq| Some((started.get(&seq)? - commits.get(&seq)?) as f64 / 1e6))
         .collect();
     let first_max = first.iter().copied().fold(0.0_f64, f64::max);
+    // The slowest deliveries, by publish order: (seq, ms).
+    let mut slowest: Vec<(i64, f64)> = (starts.iter())
+        .filter_map(|(seq, start)| Some((*seq, (start - commits.get(seq)?) as f64 / 1e6)))
+        .collect();
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    slowest.truncate(3);
     let missing = commits.len().saturating_sub(lat.len());
     let summary = latency_summary(lat);
     let steady = latency_summary(steady);
@@ -98,6 +104,12 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
         ms(&steady["p99_ms"]),
         ms(&steady["max_ms"]),
     ));
+    progress(format!(
+        "  slowest (publish order of {n}: ms): {}",
+        (slowest.iter().map(|(seq, l)| format!("#{seq}: {l:.1}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     Ok(json!({
         "id": format!("latency_{}", rate as u64),
         "name": format!("latency: publish commit → handler start, {} events/s", thousands(rate)),
@@ -111,6 +123,7 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
         "latency": summary,
         "first_deliveries_ms": first,
         "latency_after_first": steady,
+        "slowest": slowest,
         "latency_meaning": "wall clock at handler start − wall clock right after tx.commit() \
                             returned in the publisher process (joined on a sequence number in the payload)",
     }))
