@@ -21,10 +21,13 @@ use super::dispatch::{dispatch, give_back};
 use super::room::Reservation;
 use super::shared::Shared;
 
-/// Extra fetches after a wake-up, with doubling pauses from 1 ms (31 ms in all): the
+/// Extra fetches after a wake-up, with doubling pauses from 1 ms (255 ms in all): the
 /// in-process wake comes before its publish commits, and publishes inside a publisher's
-/// NOTIFY debounce window send none of their own.
-const LINGER_STEPS: u32 = 5;
+/// NOTIFY debounce window send none of their own, so a transaction that commits up to a
+/// quarter of a second after its publish is found within half that time, not at the poll
+/// interval. The last steps are sparse: an idle dispatcher claims eight times after a
+/// wake-up, and an empty claim writes nothing.
+const LINGER_STEPS: u32 = 8;
 
 /// One claimer: its connection, its backoff, and the subscriptions' names and leases.
 struct Claimer<'a> {

@@ -46,7 +46,7 @@ impl PublisherBuilder {
     /// Whether publishes NOTIFY idle dispatchers (delivered at commit). Default: `true`.
     /// Without it, dispatchers in other processes find new events at their poll interval,
     /// and those in this process are woken at publish time, which finds the event only if
-    /// the transaction commits within a few milliseconds.
+    /// the transaction commits within about a quarter of a second.
     pub fn notify(mut self, notify: bool) -> Self {
         self.notify = notify;
         self
@@ -59,8 +59,9 @@ impl PublisherBuilder {
     /// commit is flushed, so concurrent notifying publishers commit one at a time (measured
     /// here with 16 publishers: about 1,000 events/s with a zero window, 5,000 with 1 ms).
     /// A publish inside a window relies on the NOTIFY of the publish that opened it: a
-    /// dispatcher woken by that one looks again for a few milliseconds, so a transaction
-    /// that commits much later is found at the dispatcher's poll interval.
+    /// dispatcher woken by that one looks again for a quarter of a second (at 1, 3, 7, …,
+    /// 255 ms), so a transaction that commits later than that is found at the dispatcher's
+    /// poll interval.
     pub fn notify_debounce(mut self, window: Duration) -> Self {
         self.notify_debounce = window;
         self

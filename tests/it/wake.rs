@@ -245,3 +245,42 @@ async fn isolated_late_commit_wake() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debounced_publish_that_commits_later_is_found_before_the_poll() {
+    let db = db().await;
+    run_isolated("wake::isolated_debounced_late_commit", db.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run in a child process by a_debounced_publish_that_commits_later_is_found_before_the_poll"]
+async fn isolated_debounced_late_commit() {
+    // A publish inside another's NOTIFY debounce window sends no NOTIFY of its own: it is
+    // found by the dispatcher's lingering after its wake-up, here 150 ms after it (the
+    // linger lasts a quarter of a second; it lasted 31 ms, and this event waited for the
+    // poll interval).
+    check_wake_up(
+        "debounced late-commit (150 ms after the publish)",
+        true,
+        async |pool, _| {
+            let publisher = Publisher::builder()
+                .source("debounced")
+                .notify_debounce(Duration::from_secs(3600))
+                .build()
+                .expect("publisher");
+            let first = NewEvent::raw("wake.first", json!({}));
+            let mut conn = pool.acquire().await.expect("conn");
+            publisher.publish(&mut conn, first).await.expect("publish");
+            drop(conn);
+            let event = NewEvent::raw("wake.debounced", json!({}));
+            let id = event.id();
+            let mut tx = pool.begin().await.expect("begin");
+            publisher.publish(&mut tx, event).await.expect("publish");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let committed = Instant::now();
+            tx.commit().await.expect("commit");
+            (id, committed)
+        },
+    )
+    .await;
+}
