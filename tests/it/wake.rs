@@ -82,9 +82,10 @@ async fn start_idle(pool: &PgPool, journal: &Journal, listen: bool) -> Dispatche
         )
         .await;
     }
-    // Let the start-up fetches (and the one after LISTEN connects) run out. This only
-    // makes the idleness check below meaningful; it does not make anything pass.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the start-up fetches (and the one after LISTEN connects) run out: the dispatcher
+    // lingers 255 ms after each wake-up. This only makes the idleness check below
+    // meaningful; it does not make anything pass.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     handle
 }
 
