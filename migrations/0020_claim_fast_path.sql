@@ -4,11 +4,12 @@
 -- claims of an idle dispatcher find one delivery or none, and a delivery's latency is
 -- mostly its claim's time):
 --
--- - A window with no late transactions (none in progress at its start and committed by its
---   end: the common case) is read with one range of the lane's index, (txid, id) past the
---   position, instead of the three-branch union, whose every branch's partitions the
---   executor opened and set up on every call. The union still reads windows with late
---   transactions.
+-- - What lies past the position (the rest of its txid and every later one up to the
+--   window's end) is read with one range of the lane's index, (txid, id) past the position,
+--   instead of two branches. A window with no late transactions (none in progress at its
+--   start and committed by its end: the common case) is read by that range alone; one with
+--   them reads their packs first, in a union with the same range. Every branch's partitions
+--   are opened and set up by the executor on every call, so fewer branches cost less.
 -- - The claim's transaction id (its lease id) is taken only by a claim that writes a
 --   pgbus.claims row: a claim that finds nothing stays read-only, and no longer consumes a
 --   transaction id (which brought the next anti-wraparound VACUUM closer with every poll).
@@ -152,21 +153,16 @@ BEGIN
                                  ORDER BY q.id LIMIT want) q
                              LIMIT want)
                             UNION ALL
-                            -- The rest of the txid the position stopped in.
-                            (SELECT q.id, q.txid, q.event_slot, q.event_ids, q.keys, q.seqs, ri
+                            -- Past the position up to the window's end: the same range as
+                            -- above.
+                            (SELECT q.id, q.txid, q.event_slot, q.event_ids, q.keys, q.seqs,
+                                    CASE WHEN q.txid = rt THEN ri ELSE -1 END
                              FROM pgbus.log_packs q
                              WHERE q.subscription = p_sub AND q.priority = v_lane
-                               AND q.txid = rt AND q.id > ri - 256
-                               AND q.id + cardinality(q.event_ids) - 1 > ri
-                               AND rt < pg_snapshot_xmax(cur)
-                               AND pg_visible_in_snapshot(q.txid, cur)
-                             ORDER BY q.id LIMIT want)
-                            UNION ALL
-                            -- Later txids up to the window's end: one lower bound on txid.
-                            (SELECT q.id, q.txid, q.event_slot, q.event_ids, q.keys, q.seqs, -1::bigint
-                             FROM pgbus.log_packs q
-                             WHERE q.subscription = p_sub AND q.priority = v_lane
-                               AND q.txid > rt AND q.txid < pg_snapshot_xmax(cur)
+                               AND (q.txid, q.id) > (rt, ri - 256)
+                               AND q.txid < pg_snapshot_xmax(cur)
+                               AND q.id + cardinality(q.event_ids) - 1
+                                   > CASE WHEN q.txid = rt THEN ri ELSE -1 END
                                AND pg_visible_in_snapshot(q.txid, cur)
                              ORDER BY q.txid, q.id LIMIT want)
                             LIMIT want) p
