@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::binaries::Binaries;
+use crate::free_port::free_port;
 use crate::guardian::Guardian;
 use crate::postmaster::Postmaster;
 use crate::{ClusterOptions, TestingError, cluster_dir};
@@ -256,14 +257,4 @@ impl Drop for Cluster {
         let _ = fs::remove_dir_all(&self.dir);
         tracing::debug!(port = self.port, "test PostgreSQL removed");
     }
-}
-
-fn free_port() -> Result<u16, TestingError> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .map_err(TestingError::io("finding a free port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(TestingError::io("finding a free port"))?
-        .port();
-    Ok(port)
 }

@@ -110,6 +110,8 @@ mod cluster;
 #[cfg(unix)]
 mod cluster_dir;
 #[cfg(unix)]
+mod free_port;
+#[cfg(unix)]
 mod guardian;
 #[cfg(unix)]
 mod options;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::free_port::free_port;
 use crate::unique_name::unique_name;
 use crate::{Cluster, TestingError, os_user};
 
@@ -161,13 +162,4 @@ fn find_binary() -> Option<PathBuf> {
         .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
         .map(|dir| dir.join("pgbouncer"))
         .find(|p| p.is_file())
-}
-
-fn free_port() -> Result<u16, TestingError> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .map_err(TestingError::io("finding a free port"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(TestingError::io("finding a free port"))
 }

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::process::{
-    BrokerDir, file_len, find_binary, free_port, kill_group, spawn_group, wait_ready,
-};
+use super::process::{BrokerDir, file_len, find_binary, kill_group, spawn_group, wait_ready};
 use crate::TestingError;
+use crate::free_port::free_port;
 
 const READY: &str = "Server is ready";
 const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -54,16 +54,6 @@ pub(crate) fn find_binary(
     })
 }
 
-/// A loopback port nothing listens on now.
-pub(crate) fn free_port() -> Result<u16, TestingError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(TestingError::io("finding a free port"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(TestingError::io("finding a free port"))
-}
-
 /// A broker's temporary directory, with the guardian that cleans up after it.
 #[derive(Debug)]
 pub(crate) struct BrokerDir {
