@@ -113,6 +113,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0020_claim_fast_path.sql",
         sql: include_str!("../migrations/0020_claim_fast_path.sql"),
     },
+    Migration {
+        version: 21,
+        name: "0021_events_in_slot.sql",
+        sql: include_str!("../migrations/0021_events_in_slot.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

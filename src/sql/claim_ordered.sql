@@ -179,18 +179,13 @@ UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, e.id, NULL, NULL, NULL, NULL,
        e.type, e.source, e.subject, e.key, e.data::text, e.headers::text, e.created_at,
        e.slot
--- Each distinct event slot of the batch (nearly always one) probes its own partition with
--- the ids of that slot: pruned at run time (docs/storage/design.md §4.9).
+-- Each distinct event slot of the batch (nearly always one) reads the ids of that slot from
+-- its own partition, in pgbus.events_in_slot (migration 0021): no partition of pgbus.events
+-- is opened by a claim that finds nothing.
 FROM (SELECT DISTINCT u.event_slot FROM upd u WHERE NOT u.taken_back) s
-CROSS JOIN LATERAL (
-    SELECT e.* FROM pgbus.events e
-    WHERE e.slot = s.event_slot
-      AND e.id = ANY (ARRAY(SELECT u.event_id FROM upd u
-                            WHERE NOT u.taken_back AND u.event_slot = s.event_slot))
-    -- OFFSET 0 keeps the subquery from being pulled up into a hash join of every
-    -- partition's rows (a sequential scan of pgbus.events per claim in the generic plan).
-    OFFSET 0
-) e
+CROSS JOIN LATERAL pgbus.events_in_slot(
+    s.event_slot, ARRAY(SELECT u.event_id FROM upd u
+                        WHERE NOT u.taken_back AND u.event_slot = s.event_slot)) e
 UNION ALL
 SELECT NULL, s.idx, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, s.pos, NULL, NULL, NULL, NULL

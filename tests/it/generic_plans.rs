@@ -89,62 +89,6 @@ async fn claim_and_close_statements_are_planned_once_per_connection() {
     }
 }
 
-/// The claim's generic plan fetches the batch's events from their slot's partition by
-/// primary key: no sequential scan of a partition of `pgbus.events` runs (a pulled-up
-/// subquery once made it hash every event of the table on each claim).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_claims_generic_plan_fetches_events_by_primary_key() {
-    let db = db().await;
-    let pool = db.pool();
-    register(pool, &[("audit", &["*"])]).await;
-    publish_n(pool, "plan.plain", 2000).await;
-    let mut conn = pool.acquire().await.expect("connection");
-    sqlx::raw_sql("ANALYZE").execute(&mut *conn).await.unwrap();
-    let sql = include_str!("../../src/sql/claim_log.sql");
-    let prepare = format!("PREPARE c(text[], int4[], int4[], float8[], int4) AS {sql}");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(prepare))
-        .execute(&mut *conn)
-        .await
-        .expect("preparing the claim");
-    let call = "EXECUTE c('{audit}', '{0}', '{500}', '{30}', 0)";
-    // Five custom plans, then the generic one; each claim is rolled back.
-    for _ in 0..6 {
-        let claim = format!("BEGIN; {call}; ROLLBACK");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(claim))
-            .execute(&mut *conn)
-            .await
-            .expect("claiming");
-    }
-    sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
-    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {call}"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .expect("explaining the claim");
-    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.unwrap();
-    let plan = plan.join("\n");
-    assert!(
-        plan.contains("rows=500"),
-        "the claim took the batch:\n{plan}"
-    );
-    for line in plan.lines().filter(|l| l.contains("Seq Scan on events_")) {
-        assert!(
-            line.contains("never executed"),
-            "a partition of pgbus.events was scanned:\n{plan}"
-        );
-    }
-    let generic: i64 =
-        sqlx::query_scalar("SELECT generic_plans FROM pg_prepared_statements WHERE name = 'c'")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-    assert!(
-        generic >= 1,
-        "the explained execution used the generic plan"
-    );
-}
-
 /// The log's claim (the PL/pgSQL function `pgbus.claim_log`) keeps a generic plan for each
 /// of its statements from their first run (migration 0018): no statement is planned again
 /// for its values on the next claims, which made the first claims after a start take 3 to

@@ -11,6 +11,7 @@ mod admin_operating;
 mod admin_replay;
 mod admin_subscriptions;
 mod asyncapi;
+mod claim_events;
 mod claim_log_paths;
 mod claims_ring;
 mod cloudevents;
