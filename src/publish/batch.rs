@@ -3,9 +3,10 @@
 //! per event from its result rows.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -14,6 +15,55 @@ use super::PublishOutcome;
 use crate::error::Result;
 use crate::event::NewEvent;
 use crate::sql;
+
+/// The batch's columns, one array element per event, as both statements take them.
+struct Columns<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    subjects: Vec<Option<&'a str>>,
+    keys: Vec<Option<&'a str>>,
+    datas: Vec<&'a Value>,
+    /// Null for an event without headers (the statements store `{}`): nothing to encode or
+    /// parse for the usual event.
+    headers: Vec<Option<Json<&'a BTreeMap<String, String>>>>,
+    dedupes: Vec<Option<&'a str>>,
+    priorities: Vec<i16>,
+    deliver_ats: Vec<Option<DateTime<Utc>>>,
+}
+
+impl<'a> Columns<'a> {
+    fn new(events: &'a [Cow<'_, NewEvent>]) -> Self {
+        let n = events.len();
+        let mut c = Columns {
+            ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            subjects: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n),
+            datas: Vec::with_capacity(n),
+            headers: Vec::with_capacity(n),
+            dedupes: Vec::with_capacity(n),
+            priorities: Vec::with_capacity(n),
+            deliver_ats: Vec::with_capacity(n),
+        };
+        for e in events {
+            c.ids.push(e.id);
+            c.types.push(e.event_type.as_str());
+            c.subjects.push(e.subject.as_deref());
+            c.keys.push(e.key.as_deref());
+            c.datas.push(&e.data);
+            c.headers
+                .push((!e.headers.is_empty()).then_some(Json(&e.headers)));
+            c.dedupes.push(e.dedupe_key.as_deref());
+            c.priorities.push(e.priority);
+            c.deliver_ats.push(e.deliver_at);
+        }
+        c
+    }
+
+    fn scheduled(&self) -> bool {
+        self.deliver_ats.iter().any(Option::is_some)
+    }
+}
 
 /// Writes validated events with their fan-out; `notify` adds a NOTIFY to the statement.
 /// `named`: whether the statements are prepared once per connection (not behind a
@@ -25,80 +75,106 @@ pub(super) async fn write(
     notify: bool,
     named: bool,
 ) -> Result<Vec<PublishOutcome>> {
-    let n = events.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut types = Vec::with_capacity(n);
-    let mut subjects = Vec::with_capacity(n);
-    let mut keys = Vec::with_capacity(n);
-    let mut datas = Vec::with_capacity(n);
-    let mut headers = Vec::with_capacity(n);
-    let mut dedupes = Vec::with_capacity(n);
-    let mut priorities = Vec::with_capacity(n);
-    let mut deliver_ats: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
-    for e in events {
-        ids.push(e.id);
-        types.push(e.event_type.as_str());
-        subjects.push(e.subject.as_deref());
-        keys.push(e.key.as_deref());
-        datas.push(&e.data);
-        headers.push(Json(&e.headers));
-        dedupes.push(e.dedupe_key.as_deref());
-        priorities.push(e.priority);
-        deliver_ats.push(e.deliver_at);
+    let columns = Columns::new(events);
+    if columns.dedupes.iter().all(Option::is_none) {
+        write_plain(conn, events, &columns, source, notify, named).await
+    } else {
+        write_deduped(conn, events, &columns, source, notify, named).await
     }
-    let plain = dedupes.iter().all(Option::is_none);
-    let scheduled = deliver_ats.iter().any(Option::is_some);
+}
+
+/// `publish_plain.sql`: no event has a dedupe key, so every event is written.
+async fn write_plain(
+    conn: &mut PgConnection,
+    events: &[Cow<'_, NewEvent>],
+    c: &Columns<'_>,
+    source: &str,
+    notify: bool,
+    named: bool,
+) -> Result<Vec<PublishOutcome>> {
+    // The distinct types, in batch order.
+    let mut seen = HashSet::new();
+    let kinds: Vec<&str> = (c.types.iter().copied())
+        .filter(|t| seen.insert(*t))
+        .collect();
+    let scheduled = c.scheduled();
+    // One type, one priority, no deliver_at: the statement cuts the ids into packs.
+    let uniform =
+        kinds.len() == 1 && !scheduled && c.priorities.iter().all(|p| *p == c.priorities[0]);
+    let rows = sqlx::query(sql::PUBLISH_PLAIN)
+        .persistent(named)
+        .bind(&c.ids)
+        .bind(&c.types)
+        .bind(&c.subjects)
+        .bind(&c.keys)
+        .bind(&c.datas)
+        .bind(&c.headers)
+        .bind(&c.priorities)
+        .bind(&c.deliver_ats)
+        .bind(source)
+        .bind(notify)
+        .bind(sql::NOTIFY_CHANNEL)
+        .bind(scheduled)
+        .bind(&kinds)
+        .bind(uniform)
+        .bind(c.keys.iter().any(Option::is_some))
+        .fetch_all(&mut *conn)
+        .await?;
+    // One row per event type with subscribers; the NOTIFY row has no type.
+    let mut per_type: HashMap<String, i32> = HashMap::new();
+    for row in rows {
+        if let Some(t) = row.try_get::<Option<String>, _>(0)? {
+            per_type.insert(t, row.try_get(1)?);
+        }
+    }
+    Ok(events
+        .iter()
+        .map(|e| PublishOutcome::Published {
+            id: e.id,
+            deliveries: per_type.get(&e.event_type).copied().unwrap_or(0).max(0) as u32,
+        })
+        .collect())
+}
+
+/// `publish.sql`: an event whose dedupe key is taken in its scope is not written; its
+/// outcome names the event that holds the key.
+async fn write_deduped(
+    conn: &mut PgConnection,
+    events: &[Cow<'_, NewEvent>],
+    c: &Columns<'_>,
+    source: &str,
+    notify: bool,
+    named: bool,
+) -> Result<Vec<PublishOutcome>> {
     // Each key's scope (src/dedupe.rs), as pgbus.dedupe_keys stores it.
     let scopes: Vec<Option<String>> = (events.iter())
         .map(|e| (e.dedupe_key.as_ref()).map(|_| e.dedupe_scope.column(&e.event_type, source)))
         .collect();
-    let statement = sqlx::query(if plain {
-        sql::PUBLISH_PLAIN
-    } else {
-        sql::PUBLISH
-    })
-    .persistent(named)
-    .bind(&ids)
-    .bind(&types)
-    .bind(&subjects)
-    .bind(&keys)
-    .bind(&datas)
-    .bind(&headers)
-    .bind(&dedupes)
-    .bind(&priorities)
-    .bind(&deliver_ats)
-    .bind(source)
-    .bind(notify)
-    .bind(sql::NOTIFY_CHANNEL)
-    .bind(scheduled);
-    let rows = if plain {
-        statement.fetch_all(&mut *conn).await?
-    } else {
-        statement.bind(&scopes).fetch_all(&mut *conn).await?
-    };
-    if plain {
-        // One row per event type with subscribers; the NOTIFY row has no type.
-        let mut per_type: HashMap<String, i32> = HashMap::new();
-        for row in rows {
-            if let Some(t) = row.try_get::<Option<String>, _>(0)? {
-                per_type.insert(t, row.try_get(1)?);
-            }
-        }
-        return Ok(events
-            .iter()
-            .map(|e| PublishOutcome::Published {
-                id: e.id,
-                deliveries: per_type.get(&e.event_type).copied().unwrap_or(0).max(0) as u32,
-            })
-            .collect());
-    }
+    let rows = sqlx::query(sql::PUBLISH)
+        .persistent(named)
+        .bind(&c.ids)
+        .bind(&c.types)
+        .bind(&c.subjects)
+        .bind(&c.keys)
+        .bind(&c.datas)
+        .bind(&c.headers)
+        .bind(&c.dedupes)
+        .bind(&c.priorities)
+        .bind(&c.deliver_ats)
+        .bind(source)
+        .bind(notify)
+        .bind(sql::NOTIFY_CHANNEL)
+        .bind(c.scheduled())
+        .bind(&scopes)
+        .fetch_all(&mut *conn)
+        .await?;
 
     let mut written: HashMap<Uuid, u32> = HashMap::with_capacity(rows.len());
     for row in rows {
         let deliveries: i32 = row.try_get(1)?;
         written.insert(row.try_get(0)?, deliveries.max(0) as u32);
     }
-    let mut outcomes = Vec::with_capacity(n);
+    let mut outcomes = Vec::with_capacity(events.len());
     let (mut missing_scopes, mut missing): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     for (e, scope) in events.iter().zip(&scopes) {
         if let Some(deliveries) = written.remove(&e.id) {

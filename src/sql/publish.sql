@@ -11,7 +11,7 @@
 -- $3 subjects     text[]
 -- $4 keys         text[]
 -- $5 datas        jsonb[]
--- $6 headers      jsonb[]
+-- $6 headers      jsonb[]        a null element: no headers
 -- $7 dedupe_keys  text[]
 -- $8 priorities   int2[]
 -- $9 deliver_ats  timestamptz[]  null: due at once
@@ -43,7 +43,8 @@ dedupe AS (
 ev AS (
     INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, dedupe_key, priority,
                               slot)
-    SELECT id, type, (SELECT $10), subject, key, data, headers, dedupe_key, priority,
+    SELECT id, type, (SELECT $10), subject, key, data, coalesce(headers, '{}'::jsonb),
+           dedupe_key, priority,
            (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
     FROM input
     WHERE dedupe_key IS NULL OR id IN (SELECT event_id FROM dedupe)

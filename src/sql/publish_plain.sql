@@ -5,23 +5,42 @@
 -- One result row per event type that has subscribers (type, how many), plus a row with a
 -- null type when it notified.
 --
--- Same parameters as publish.sql; $7 and $14 (the dedupe keys and scopes, all null) are
--- unused.
+-- $1 ids          uuid[]
+-- $2 types        text[]
+-- $3 subjects     text[]
+-- $4 keys         text[]
+-- $5 datas        jsonb[]
+-- $6 headers      jsonb[]        a null element: no headers
+-- $7 priorities   int2[]
+-- $8 deliver_ats  timestamptz[]  null: due at once
+-- $9 source       text
+-- $10 notify      bool           whether to NOTIFY the channel $11 (delivered at commit)
+-- $11 channel     text
+-- $12 scheduled   bool           whether any event has a deliver_at
+-- $13 kinds       text[]         the batch's distinct event types
+-- $14 uniform     bool           whether every event has the same type and priority and none
+--                                has a deliver_at (a batch of one kind: the usual batch)
+-- $15 keyed       bool           whether any event has a key
+-- A uniform batch's packs are slices of the ids array, 256 a slice, one set per matching
+-- subscription (fan_slices), without a row per delivery; the packs of other batches, and of
+-- the ordered subscriptions of a keyed one (their keyed deliveries carry a seq and go to lane
+-- 0), are built from one row per delivery (due, fan).
 -- The events ring's current slot (migration 0014) is read by the same subquery for the
 -- events and for their deliveries (event_slot): one snapshot, one value.
 -- Parameters are read through scalar subqueries, so that the plan is generic (src/sql.rs).
 WITH matched AS (
     SELECT t.type, s.name, s.ordered
-    FROM (SELECT DISTINCT type FROM unnest((SELECT $2::text[])) AS u(type)) t
+    FROM unnest((SELECT $13::text[])) AS t(type)
     JOIN pgbus.subscriptions s ON t.type LIKE ANY (s.like_patterns)
 ),
 ev AS (
     INSERT INTO pgbus.events (id, type, source, subject, key, data, headers, priority, slot)
-    SELECT i.id, i.type, (SELECT $10), i.subject, i.key, i.data, i.headers, i.priority,
+    SELECT i.id, i.type, (SELECT $9), i.subject, i.key, i.data,
+           coalesce(i.headers, '{}'::jsonb), i.priority,
            (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $3::text[]),
                 (SELECT $4::text[]), (SELECT $5::jsonb[]), (SELECT $6::jsonb[]),
-                (SELECT $8::int2[])) AS i(id, type, subject, key, data, headers, priority)
+                (SELECT $7::int2[])) AS i(id, type, subject, key, data, headers, priority)
 ),
 -- Due now: appended to the delivery log's current slot, as packs (migration 0019): one row per
 -- lane and 256 events of the batch, its deliveries in batch order. Later (deliver_at in the
@@ -35,11 +54,28 @@ due AS MATERIALIZED (
            CASE WHEN m.ordered AND i.key IS NOT NULL THEN 0 ELSE i.priority END AS lane,
            CASE WHEN m.ordered AND i.key IS NOT NULL THEN nextval('pgbus.delivery_seq') END AS seq
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
-                (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
+                (SELECT $7::int2[]), (SELECT $8::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
-    WHERE (NOT (SELECT $13) OR i.deliver_at IS NULL OR i.deliver_at <= now())
+    WHERE (NOT (SELECT $12) OR i.deliver_at IS NULL OR i.deliver_at <= now())
+      AND (NOT (SELECT $14) OR (m.ordered AND (SELECT $15)))
+      -- Not run at all for a uniform batch that no ordered subscription takes keyed.
+      AND (SELECT NOT $14 OR ($15 AND EXISTS (SELECT 1 FROM matched o WHERE o.ordered)))
     ORDER BY i.ord
+),
+-- A uniform batch to the other subscriptions: the ids array cut into packs of 256, each
+-- subscription's in batch order (pack ids, the column's default, follow it).
+fan_slices AS (
+    INSERT INTO pgbus.log_packs (slot, subscription, priority, event_ids, keys, event_slot)
+    SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
+           m.name, (SELECT ($7::int2[])[1]),
+           (SELECT $1::uuid[])[k * 256 + 1 : k * 256 + 256],
+           CASE WHEN (SELECT $15) THEN (SELECT $4::text[])[k * 256 + 1 : k * 256 + 256] END,
+           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
+    FROM matched m
+    CROSS JOIN generate_series(0, (cardinality((SELECT $1::uuid[])) - 1) / 256) AS k
+    WHERE (SELECT $14) AND NOT (m.ordered AND (SELECT $15))
+    ORDER BY m.name, k
 ),
 fan AS (
     INSERT INTO pgbus.log_packs (slot, subscription, priority, event_ids, keys, event_slot, seqs)
@@ -62,10 +98,10 @@ fan_ordered AS (
            nextval('pgbus.delivery_seq'),
            (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
-                (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
+                (SELECT $7::int2[]), (SELECT $8::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
-    WHERE (SELECT $13) AND i.deliver_at > now() AND m.ordered AND i.key IS NOT NULL
+    WHERE (SELECT $12) AND i.deliver_at > now() AND m.ordered AND i.key IS NOT NULL
     ORDER BY i.ord
 ),
 fan_later AS (
@@ -73,12 +109,12 @@ fan_later AS (
     SELECT i.id, m.name, i.priority, i.deliver_at, i.key,
            (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
     FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $4::text[]),
-                (SELECT $8::int2[]), (SELECT $9::timestamptz[]))
+                (SELECT $7::int2[]), (SELECT $8::timestamptz[]))
         WITH ORDINALITY AS i(id, type, key, priority, deliver_at, ord)
     JOIN matched m ON m.type = i.type
-    WHERE (SELECT $13) AND i.deliver_at > now() AND NOT (m.ordered AND i.key IS NOT NULL)
+    WHERE (SELECT $12) AND i.deliver_at > now() AND NOT (m.ordered AND i.key IS NOT NULL)
     ORDER BY i.ord
 )
 SELECT m.type, count(*)::int4 FROM matched m GROUP BY m.type
 UNION ALL
-SELECT NULL, 0 FROM (SELECT pg_notify((SELECT $12), '') WHERE (SELECT $11)) n
+SELECT NULL, 0 FROM (SELECT pg_notify((SELECT $11), '') WHERE (SELECT $10)) n

@@ -36,6 +36,7 @@ mod ordered;
 mod ordered_blocked;
 mod pooler;
 mod publish;
+mod publish_uniform;
 mod registration;
 mod relay_nats;
 mod relay_ordered;
