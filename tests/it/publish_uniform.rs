@@ -41,7 +41,7 @@ async fn pack_sizes(pool: &PgPool, sub: &str) -> Vec<(i16, i32)> {
 
 /// The key of the `i`th event of [`batch`]: every third has one.
 fn key_of(i: usize) -> Option<String> {
-    (i % 3 == 0).then(|| format!("k{}", i % 7))
+    i.is_multiple_of(3).then(|| format!("k{}", i % 7))
 }
 
 /// 600 events of one type at priority 2, keyed by [`key_of`], none with headers.
