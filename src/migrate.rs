@@ -118,6 +118,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0021_events_in_slot.sql",
         sql: include_str!("../migrations/0021_events_in_slot.sql"),
     },
+    Migration {
+        version: 22,
+        name: "0022_log_gauges.sql",
+        sql: include_str!("../migrations/0022_log_gauges.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

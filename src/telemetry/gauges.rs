@@ -4,8 +4,9 @@
 
 use sqlx::PgPool;
 
-/// Unfinished deliveries one sample reads at most: past it, the gauges show at least what it
-/// read (see the statement).
+/// Unfinished rows of `pgbus.deliveries` one sample reads at most: past it, their part of
+/// the gauges is what it read (see the statement). The delivery log is counted by pack,
+/// whole.
 #[cfg(feature = "metrics")]
 const SAMPLE_CAP: i64 = 100_000;
 

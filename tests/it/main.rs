@@ -24,6 +24,7 @@ mod generic_plans;
 mod inbox;
 mod lease;
 mod log_evacuate;
+mod log_gauges;
 mod log_packs;
 mod maintain;
 mod metrics_prometheus;
