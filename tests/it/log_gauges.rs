@@ -68,7 +68,7 @@ async fn the_log_counted_by_pack_matches_the_log_counted_by_row() {
         .map(|i| NewEvent::raw("g.u", json!({ "i": i })).priority(3))
         .collect();
     publisher
-        .publish_all(&mut *pool.acquire().await.unwrap(), &urgent)
+        .publish_all(&mut pool.acquire().await.unwrap(), &urgent)
         .await
         .expect("publish urgent");
     assert_eq!(claim(pool, "g", 100).await, 100);
