@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -15,6 +17,9 @@ use super::PublishOutcome;
 use crate::error::Result;
 use crate::event::NewEvent;
 use crate::sql;
+
+/// A statement with its arguments so far.
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 /// The batch's columns, one array element per event, as both statements take them.
 struct Columns<'a> {
@@ -60,6 +65,15 @@ impl<'a> Columns<'a> {
         c
     }
 
+    /// Binds the parameters both statements start with, `$1` to `$6`: ids, types, subjects,
+    /// keys, payloads, headers.
+    fn bind_events<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        (query.bind(&self.ids).bind(&self.types).bind(&self.subjects))
+            .bind(&self.keys)
+            .bind(&self.datas)
+            .bind(&self.headers)
+    }
+
     fn scheduled(&self) -> bool {
         self.deliver_ats.iter().any(Option::is_some)
     }
@@ -101,14 +115,7 @@ async fn write_plain(
     // One type, one priority, no deliver_at: the statement cuts the ids into packs.
     let uniform =
         kinds.len() == 1 && !scheduled && c.priorities.iter().all(|p| *p == c.priorities[0]);
-    let rows = sqlx::query(sql::PUBLISH_PLAIN)
-        .persistent(named)
-        .bind(&c.ids)
-        .bind(&c.types)
-        .bind(&c.subjects)
-        .bind(&c.keys)
-        .bind(&c.datas)
-        .bind(&c.headers)
+    let rows = (c.bind_events(sqlx::query(sql::PUBLISH_PLAIN).persistent(named)))
         .bind(&c.priorities)
         .bind(&c.deliver_ats)
         .bind(source)
@@ -150,14 +157,7 @@ async fn write_deduped(
     let scopes: Vec<Option<String>> = (events.iter())
         .map(|e| (e.dedupe_key.as_ref()).map(|_| e.dedupe_scope.column(&e.event_type, source)))
         .collect();
-    let rows = sqlx::query(sql::PUBLISH)
-        .persistent(named)
-        .bind(&c.ids)
-        .bind(&c.types)
-        .bind(&c.subjects)
-        .bind(&c.keys)
-        .bind(&c.datas)
-        .bind(&c.headers)
+    let rows = (c.bind_events(sqlx::query(sql::PUBLISH).persistent(named)))
         .bind(&c.dedupes)
         .bind(&c.priorities)
         .bind(&c.deliver_ats)
