@@ -5,8 +5,9 @@
 # ANALYZE + CHECKPOINT before each measured phase, drain timer until the handler ran N times
 # and no job is left, latency between two processes).
 #
-#   benches/compare.sh                      # drain, batch, latency (about 2-3 minutes)
+#   benches/compare.sh                      # drain, batch, latency, fan-out (about 3-4 minutes)
 #   STEPS=drain,single,batch,latency PEERS_OTHER=graphile-worker,pgqueuer benches/compare.sh
+#   STEPS=drain,fanout benches/compare.sh   # adds pgbus's fan-out: each event to 3 subscriptions
 #
 # 1. builds benches/peer_driver.rs (the bench target peer_driver, optimised);
 # 2. starts the server (as run-all.sh would: initdb/pg_ctl, as the OS user pgbench_user when
@@ -17,7 +18,7 @@
 #    bench.py's PEERS table at run time; the shared harness is not edited);
 # 5. prints a side-by-side table (also in $OUT/compare.md) and stops the server it started.
 #
-# Settings: PGPORT (55442), PGDATA_DIR (/tmp/pgbus-compare-pg), STEPS (drain,batch,latency),
+# Settings: PGPORT (55442), PGDATA_DIR (/tmp/pgbus-compare-pg), STEPS (drain,batch,latency,fanout),
 # PEERS_OTHER (graphile-worker), OUT (target/pgbus-compare/<timestamp>), KEEP_CLUSTER=1 to
 # keep the data directory, plus bench.py's DRAIN_N, DRAIN_RUNS, BATCH_N, LAT_N, LAT_RATE, ... and
 # the driver's PGBUS_BATCH_SIZE, PGBUS_CONCURRENCY, PGBUS_COMPLETE_BATCH, POOL_SIZE (pgbus
@@ -29,7 +30,13 @@ export PEERS_DIR
 export PEERS_DEPS=${PEERS_DEPS:-/tmp/peers-deps}
 export PGHOST=127.0.0.1 PGPORT=${PGPORT:-55442} PGUSER=postgres
 export PGDATA_DIR=${PGDATA_DIR:-/tmp/pgbus-compare-pg}
-export STEPS=${STEPS:-drain,batch,latency}
+STEPS=${STEPS:-drain,batch,latency,fanout}
+# fanout is pgbus's own step (bench.py's drain with PGBUS_PEER_SUBS=3, peer pgbus-fanout3),
+# compared with the others' drain; bench.py runs the rest.
+FANOUT_STEP=0
+case ",$STEPS," in *,fanout,*) FANOUT_STEP=1 ;; esac
+STEPS=$(echo "$STEPS" | tr "," "\n" | { grep -vx fanout || true; } | paste -sd, -)
+export STEPS
 PEERS_OTHER=${PEERS_OTHER:-graphile-worker}
 PG_OS_USER=${PG_OS_USER:-pgbench_user}
 OUT=${OUT:-$ROOT/target/pgbus-compare/$(date +%Y%m%d-%H%M%S)}
@@ -96,6 +103,12 @@ echo "== pgbus via bench.py + benches/peers_pgbus.py (steps $STEPS)" >&2
 EXPECT_DATA_DIR=$(cd "$PGDATA_DIR" && pwd -P) PEERS=pgbus RESULTS_DIR="$OUT/pgbus" \
   python3 "$ROOT/benches/peers_pgbus.py" 2>"$OUT/pgbus.log" >/dev/null \
   || { tail -30 "$OUT/pgbus.log" >&2; exit 1; }
+if [ "$FANOUT_STEP" = 1 ]; then
+  echo "== pgbus fan-out: each event to 3 subscriptions (bench.py's drain, deliveries/s)" >&2
+  EXPECT_DATA_DIR=$(cd "$PGDATA_DIR" && pwd -P) PEERS=pgbus-fanout3 STEPS=drain \
+    RESULTS_DIR="$OUT/pgbus-fanout3" python3 "$ROOT/benches/peers_pgbus.py" \
+    2>"$OUT/pgbus-fanout3.log" >/dev/null || { tail -30 "$OUT/pgbus-fanout3.log" >&2; exit 1; }
+fi
 
 echo >&2
 python3 "$ROOT/benches/peers_pgbus.py" --compare "$OUT"

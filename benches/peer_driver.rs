@@ -28,6 +28,11 @@
 //! - `latency-produce N RATE OUT.csv`: N events one at a time at RATE/s, writing
 //!   `seq,commit_ns` taken when each publish (autocommit) returned.
 //!
+//! `PGBUS_PEER_SUBS` (1) sets how many subscriptions receive every event (`bench.noop`,
+//! `bench.noop.2`, ...): with 3, `setup` registers three, `drain N` runs one dispatcher serving
+//! all three until their handlers ran 3N times, and its `rate` counts deliveries, not events
+//! (the fan-out step of `benches/compare.sh`, `STEPS=...,fanout`).
+//!
 //! Settings: library defaults, unless `PGBUS_BATCH_SIZE`, `PGBUS_CONCURRENCY`,
 //! `PGBUS_COMPLETE_BATCH`, `PGBUS_COMPLETE_DELAY_MS` are set; `POOL_SIZE` (10) for the
 //! dispatcher's pool.
@@ -44,6 +49,20 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 const SUB: &str = "bench.noop";
+
+/// The subscriptions every event goes to: `bench.noop`, then `bench.noop.2`, ... up to
+/// `PGBUS_PEER_SUBS` (1).
+fn subscriptions() -> Vec<String> {
+    (1..=env_usize("PGBUS_PEER_SUBS", 1).max(1))
+        .map(|i| {
+            if i == 1 {
+                SUB.to_owned()
+            } else {
+                format!("{SUB}.{i}")
+            }
+        })
+        .collect()
+}
 
 #[tokio::main]
 async fn main() {
@@ -81,10 +100,11 @@ async fn run() -> Res<()> {
         .connect_with(opts.clone())
         .await?;
     let tuning = Tuning::from_env();
+    let subs = subscriptions();
     match mode {
         "setup" => {
             pgbus::migrate(&pool).await?;
-            register(&pool, &[SUB]).await?;
+            register(&pool, &subs.iter().map(String::as_str).collect::<Vec<_>>()).await?;
         }
         "enqueue-single" => {
             let n = n()?;
@@ -119,14 +139,18 @@ async fn run() -> Res<()> {
         "drain" | "latency-worker" => {
             let n = n()?;
             let record = mode == "latency-worker";
+            // Every event is delivered once to each subscription: the handlers run n × subs.
+            let deliveries = n * subs.len();
             let counter = if record {
-                Counter::recording_seq(n)
+                Counter::recording_seq(deliveries)
             } else {
-                Counter::new(n)
+                Counter::new(deliveries)
             };
             let mut checker = PgConnection::connect_with(&opts).await?;
-            let dispatcher =
-                tuning.dispatcher(&pool, vec![tuning.subscription(SUB, Noop(counter.clone()))])?;
+            let served = (subs.iter())
+                .map(|s| tuning.subscription(s, Noop(counter.clone())))
+                .collect();
+            let dispatcher = tuning.dispatcher(&pool, served)?;
             let t0 = Instant::now();
             let handle = dispatcher.start().await?;
             if record {
@@ -135,9 +159,11 @@ async fn run() -> Res<()> {
             }
             let timeout = Duration::from_secs(1200);
             if !counter.wait(timeout).await {
-                return Err(
-                    format!("only {} of {n} handled within {timeout:?}", counter.count()).into(),
-                );
+                return Err(format!(
+                    "only {} of {deliveries} handled within {timeout:?}",
+                    counter.count()
+                )
+                .into());
             }
             let handled_secs = t0.elapsed().as_secs_f64();
             wait_no_pending(&mut checker, timeout).await?;
@@ -151,10 +177,10 @@ async fn run() -> Res<()> {
                 }
                 std::fs::write(arg(2)?, body)?;
             } else {
-                report(
-                    json!({"mode": mode, "jobs": n, "secs": secs, "rate": n as f64 / secs,
-                              "handler_done_secs": handled_secs, "pool_size": pool_size, "settings": tuning.describe()}),
-                );
+                report(json!({"mode": mode, "jobs": n, "subscriptions": subs.len(),
+                              "deliveries": deliveries, "secs": secs,
+                              "rate": deliveries as f64 / secs,
+                              "handler_done_secs": handled_secs, "pool_size": pool_size, "settings": tuning.describe()}));
             }
         }
         "latency-produce" => {

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FANOUT = "pgbus-fanout3"
 PEERS_DIR = Path(os.environ.get("PEERS_DIR", ROOT.parent / "shared" / "peers")).resolve()
 
 
@@ -68,6 +69,8 @@ def run_bench() -> None:
     import bench  # the shared orchestrator
 
     bench.PEERS["pgbus"] = {"cmd": [driver], "db": "bench_pgbus"}
+    # The fan-out step: every event to 3 subscriptions; its drain rate counts deliveries.
+    bench.PEERS[FANOUT] = {"cmd": ["env", "PGBUS_PEER_SUBS=3", driver], "db": "bench_pgbus_fanout"}
     original_versions = bench.versions
 
     def versions() -> dict:
@@ -97,6 +100,7 @@ def compare(outdir: Path) -> None:
         versions.update(json.loads(f.read_text()))
     if not results:
         sys.exit(f"no results under {outdir}")
+    fanout = results.pop(FANOUT, None)
     peers = list(results)
     ref = "graphile-worker" if "graphile-worker" in results else peers[0]
 
@@ -139,6 +143,16 @@ def compare(outdir: Path) -> None:
         vals.append((f"{fmt(med)} [{', '.join(fmt(x) for x in runs)}]" if runs else "—", med))
     if any(v[1] for v in vals):
         add("B drain, median (jobs/s) [runs]", vals, target="≥ 2.0×")
+    if fanout and fanout.get("drain"):
+        # pgbus's fan-out (3 subscriptions, deliveries/s) against the others' plain drain.
+        med, runs = drain(fanout)
+        vals = [(f"{fmt(med)} [{', '.join(fmt(x) for x in runs)}]", med) if p == "pgbus"
+                else ("", None) for p in peers]
+        cells = ["B' fan-out to 3 subscriptions, median (deliveries/s) [runs]"] + [v[0] for v in vals]
+        if "pgbus" in results and ref != "pgbus":
+            b = drain(results[ref])[0]
+            cells.append(f"{med / b:.2f}× {ref}'s drain (target ≥ 1.5×)" if med and b else "—")
+        lines.append(cells)
     for key, label, target in [("p50_ms", "C latency p50 (ms)", ""),
                                ("p90_ms", "C latency p90 (ms)", ""),
                                ("p99_ms", "C latency p99 (ms)", "≤ 1 ms at 200/s"),
@@ -154,6 +168,7 @@ def compare(outdir: Path) -> None:
                 cells.append(f"target {target}" if target else "")
             lines.append(cells)
     errors = [f"{p}: {e}" for p in peers for e in results[p].get("errors", [])]
+    errors += [f"{FANOUT}: {e}" for e in (fanout or {}).get("errors", [])]
 
     widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
@@ -165,6 +180,8 @@ def compare(outdir: Path) -> None:
     pg = versions.get("postgres", "")
     text = f"Side by side on one server ({pg.split(' on ')[0]}), method of ../shared/peers/bench.py\n\n" + text
     (outdir / "compare.md").write_text(text)
+    if fanout:
+        results[FANOUT] = fanout
     (outdir / "compare.json").write_text(json.dumps({"results": results, "versions": versions},
                                                     indent=2))
     print(text)
