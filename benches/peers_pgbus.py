@@ -153,10 +153,16 @@ def compare(outdir: Path) -> None:
             b = drain(results[ref])[0]
             cells.append(f"{med / b:.2f}× {ref}'s drain (target ≥ 1.5×)" if med and b else "—")
         lines.append(cells)
-    for key, label, target in [("p50_ms", "C latency p50 (ms)", ""),
-                               ("p90_ms", "C latency p90 (ms)", ""),
-                               ("p99_ms", "C latency p99 (ms)", "≤ 1 ms at 200/s"),
-                               ("max_ms", "C latency max (ms)", "")]:
+    # The issue's p99 targets: 1 ms at 200 events/s, 5 ms at 2,000/s (bench.py's LAT_RATE).
+    rate = next((results[p]["latency"].get("rate_per_s") for p in peers
+                 if results[p].get("latency")), None)
+    p99_target = {200: "≤ 1 ms at 200/s", 2000: "≤ 5 ms at 2,000/s"}.get(
+        int(rate) if rate else None, "")
+    at = f" at {rate:,.0f}/s" if rate else ""
+    for key, label, target in [("p50_ms", f"C latency{at} p50 (ms)", ""),
+                               ("p90_ms", f"C latency{at} p90 (ms)", ""),
+                               ("p99_ms", f"C latency{at} p99 (ms)", p99_target),
+                               ("max_ms", f"C latency{at} max (ms)", "")]:
         vals = []
         for p in peers:
             lat = results[p].get("latency")
