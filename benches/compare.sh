@@ -99,15 +99,19 @@ PEERS=$PEERS_OTHER RESULTS_DIR="$OUT/others" "$PEERS_DIR/run-all.sh" >"$OUT/othe
   || { tail -30 "$OUT/others.log" >&2; exit 1; }
 tail -n +1 "$OUT/others/results.md" >&2
 
+# One pgbus peer through bench.py on our cluster: run_pgbus PEER [VAR=value ...]
+run_pgbus() {
+  local peer=$1
+  shift
+  env EXPECT_DATA_DIR="$(cd "$PGDATA_DIR" && pwd -P)" PEERS="$peer" RESULTS_DIR="$OUT/$peer" "$@" \
+    python3 "$ROOT/benches/peers_pgbus.py" 2>"$OUT/$peer.log" >/dev/null \
+    || { tail -30 "$OUT/$peer.log" >&2; exit 1; }
+}
 echo "== pgbus via bench.py + benches/peers_pgbus.py (steps $STEPS)" >&2
-EXPECT_DATA_DIR=$(cd "$PGDATA_DIR" && pwd -P) PEERS=pgbus RESULTS_DIR="$OUT/pgbus" \
-  python3 "$ROOT/benches/peers_pgbus.py" 2>"$OUT/pgbus.log" >/dev/null \
-  || { tail -30 "$OUT/pgbus.log" >&2; exit 1; }
+run_pgbus pgbus
 if [ "$FANOUT_STEP" = 1 ]; then
   echo "== pgbus fan-out: each event to 3 subscriptions (bench.py's drain, deliveries/s)" >&2
-  EXPECT_DATA_DIR=$(cd "$PGDATA_DIR" && pwd -P) PEERS=pgbus-fanout3 STEPS=drain \
-    RESULTS_DIR="$OUT/pgbus-fanout3" python3 "$ROOT/benches/peers_pgbus.py" \
-    2>"$OUT/pgbus-fanout3.log" >/dev/null || { tail -30 "$OUT/pgbus-fanout3.log" >&2; exit 1; }
+  run_pgbus pgbus-fanout3 STEPS=drain
 fi
 
 echo >&2

@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FANOUT = "pgbus-fanout3"
+# The fan-out step's peer: pgbus with every event to FANOUT_SUBS subscriptions.
+FANOUT_SUBS = 3
+FANOUT = f"pgbus-fanout{FANOUT_SUBS}"
 PEERS_DIR = Path(os.environ.get("PEERS_DIR", ROOT.parent / "shared" / "peers")).resolve()
 
 
@@ -69,8 +71,9 @@ def run_bench() -> None:
     import bench  # the shared orchestrator
 
     bench.PEERS["pgbus"] = {"cmd": [driver], "db": "bench_pgbus"}
-    # The fan-out step: every event to 3 subscriptions; its drain rate counts deliveries.
-    bench.PEERS[FANOUT] = {"cmd": ["env", "PGBUS_PEER_SUBS=3", driver], "db": "bench_pgbus_fanout"}
+    # The fan-out step: its drain rate counts deliveries.
+    bench.PEERS[FANOUT] = {"cmd": ["env", f"PGBUS_PEER_SUBS={FANOUT_SUBS}", driver],
+                           "db": "bench_pgbus_fanout"}
     original_versions = bench.versions
 
     def versions() -> dict:
@@ -113,6 +116,9 @@ def compare(outdir: Path) -> None:
         header.append(f"pgbus / {ref}")
     lines = []
 
+    def runs_cell(med, runs):
+        return f"{fmt(med)} [{', '.join(fmt(x) for x in runs)}]" if runs else "—"
+
     def add(name, values, better_high=True, target=""):
         cells = [name] + [v[0] for v in values]
         if "pgbus" in results and ref != "pgbus":
@@ -140,15 +146,15 @@ def compare(outdir: Path) -> None:
     vals = []
     for p in peers:
         med, runs = drain(results[p])
-        vals.append((f"{fmt(med)} [{', '.join(fmt(x) for x in runs)}]" if runs else "—", med))
+        vals.append((runs_cell(med, runs), med))
     if any(v[1] for v in vals):
         add("B drain, median (jobs/s) [runs]", vals, target="≥ 2.0×")
     if fanout and fanout.get("drain"):
-        # pgbus's fan-out (3 subscriptions, deliveries/s) against the others' plain drain.
+        # pgbus's fan-out (deliveries/s) against the others' plain drain.
         med, runs = drain(fanout)
-        vals = [(f"{fmt(med)} [{', '.join(fmt(x) for x in runs)}]", med) if p == "pgbus"
+        vals = [(runs_cell(med, runs), med) if p == "pgbus"
                 else ("", None) for p in peers]
-        cells = ["B' fan-out to 3 subscriptions, median (deliveries/s) [runs]"] + [v[0] for v in vals]
+        cells = [f"B' fan-out to {FANOUT_SUBS} subscriptions, median (deliveries/s) [runs]"] + [v[0] for v in vals]
         if "pgbus" in results and ref != "pgbus":
             b = drain(results[ref])[0]
             cells.append(f"{med / b:.2f}× {ref}'s drain (target ≥ 1.5×)" if med and b else "—")
