@@ -31,7 +31,9 @@
 -- $10 event_slot    int2  the events ring slot of the event (migration 0014)
 WITH batch AS (
     SELECT c.id FROM pgbus.claims c
-    WHERE c.id = $3 AND c.lease_id = $2 AND c.closed_at IS NULL
+    -- Open, tested as in close_claims.sql: found by claims_id, not claims_open.
+    WHERE c.id = $3 AND c.lease_id = $2
+      AND (c.closed_at IS NULL) IS NOT FALSE
     FOR KEY SHARE
 ),
 del AS (

@@ -13,7 +13,9 @@
 -- $5 owner    int4
 WITH fence AS (
     SELECT c.* FROM pgbus.claims c
-    WHERE c.id = ANY ($1::int8[]) AND c.lease_id = ANY ($2::int8[]) AND c.closed_at IS NULL
+    -- Open, tested as in close_claims.sql: found by claims_id, not claims_open.
+    WHERE c.id = ANY ($1::int8[]) AND c.lease_id = ANY ($2::int8[])
+      AND (c.closed_at IS NULL) IS NOT FALSE
     FOR UPDATE
 ),
 closed AS (
