@@ -10,6 +10,8 @@
 //! running). Behind a subquery the values are unknown to the planner in both plans, which
 //! then cost the same, and the generic plan, planned once per connection, is kept.
 
+use std::sync::LazyLock;
+
 /// Declares one constant per statement file.
 macro_rules! statements {
     ($($(#[$meta:meta])* $name:ident = $file:literal;)*) => {
@@ -90,5 +92,48 @@ statements! {
     ADMIN_PRUNE_EVENTS = "admin_prune_events.sql";
 }
 
+/// `publish_plain.sql` without the lines between its "uniform cut" markers (the CTEs that
+/// only a batch that is not uniform, or is keyed, needs), with the same parameters: the
+/// statement of a uniform batch without keys.
+pub(crate) static PUBLISH_UNIFORM: LazyLock<String> = LazyLock::new(|| {
+    let mut kept = String::with_capacity(PUBLISH_PLAIN.len());
+    let mut cut = false;
+    for line in PUBLISH_PLAIN.lines() {
+        if line.starts_with("-- uniform cut: from here") {
+            cut = true;
+        } else if line.starts_with("-- uniform cut: ends here") {
+            cut = false;
+        } else if !cut {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    assert!(!cut, "publish_plain.sql: a uniform cut that does not end");
+    kept
+});
+
 /// The channel publishers NOTIFY and dispatchers LISTEN on.
 pub(crate) const NOTIFY_CHANNEL: &str = "pgbus";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uniform_publish_is_the_plain_one_without_its_cut() {
+        let uniform = PUBLISH_UNIFORM.as_str();
+        for kept in ["matched AS (", "ev AS (", "fan_slices AS (", "pg_notify("] {
+            assert!(uniform.contains(kept), "{kept} kept");
+        }
+        for cut in [
+            "due AS",
+            "fan AS (",
+            "fan_ordered AS (",
+            "fan_later AS (",
+            "-- uniform cut:",
+        ] {
+            assert!(PUBLISH_PLAIN.contains(cut), "{cut} in the plain one");
+            assert!(!uniform.contains(cut), "{cut} cut");
+        }
+    }
+}

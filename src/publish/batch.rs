@@ -1,6 +1,6 @@
 //! One publish statement for a batch of events: their columns as arrays, the statement
-//! (`publish.sql`, or `publish_plain.sql` when no event has a dedupe key), and one outcome
-//! per event from its result rows.
+//! (`publish.sql`, or `publish_plain.sql` when no event has a dedupe key, of which a uniform
+//! batch without keys runs a lighter part), and one outcome per event from its result rows.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -97,7 +97,8 @@ pub(super) async fn write(
     }
 }
 
-/// `publish_plain.sql`: no event has a dedupe key, so every event is written.
+/// `publish_plain.sql` (or its uniform part, `sql::PUBLISH_UNIFORM`): no event has a dedupe
+/// key, so every event is written.
 async fn write_plain(
     conn: &mut PgConnection,
     events: &[Cow<'_, NewEvent>],
@@ -115,7 +116,14 @@ async fn write_plain(
     // One type, one priority, no deliver_at: the statement cuts the ids into packs.
     let uniform =
         kinds.len() == 1 && !scheduled && c.priorities.iter().all(|p| *p == c.priorities[0]);
-    let rows = (c.bind_events(sqlx::query(sql::PUBLISH_PLAIN).persistent(named)))
+    let keyed = c.keys.iter().any(Option::is_some);
+    // Without keys, a uniform batch needs only part of the statement: the lighter one.
+    let statement = if uniform && !keyed {
+        sql::PUBLISH_UNIFORM.as_str()
+    } else {
+        sql::PUBLISH_PLAIN
+    };
+    let rows = (c.bind_events(sqlx::query(statement).persistent(named)))
         .bind(&c.priorities)
         .bind(&c.deliver_ats)
         .bind(source)
@@ -124,7 +132,7 @@ async fn write_plain(
         .bind(scheduled)
         .bind(&kinds)
         .bind(uniform)
-        .bind(c.keys.iter().any(Option::is_some))
+        .bind(keyed)
         .fetch_all(&mut *conn)
         .await?;
     // One row per event type with subscribers; the NOTIFY row has no type.

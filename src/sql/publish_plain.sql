@@ -25,6 +25,10 @@
 -- subscription (fan_slices), without a row per delivery; the packs of other batches, and of
 -- the ordered subscriptions of a keyed one (their keyed deliveries carry a seq and go to lane
 -- 0), are built from one row per delivery (due, fan).
+-- A uniform batch without keys (the usual publish, one event among them) runs the statement
+-- without the CTEs it does not need (PUBLISH_UNIFORM, the lines between the "uniform cut"
+-- markers removed), with the same parameters: PostgreSQL sets up every CTE's plan at every
+-- call, run or not, and those four were half of a one-event publish's instructions.
 -- The events ring's current slot (migration 0014) is read by the same subquery for the
 -- events and for their deliveries (event_slot): one snapshot, one value.
 -- Parameters are read through scalar subqueries, so that the plan is generic (src/sql.rs).
@@ -42,6 +46,24 @@ ev AS (
                 (SELECT $4::text[]), (SELECT $5::jsonb[]), (SELECT $6::jsonb[]),
                 (SELECT $7::int2[])) AS i(id, type, subject, key, data, headers, priority)
 ),
+-- A uniform batch to the other subscriptions: the ids array cut into packs of 256, each
+-- subscription's in batch order (pack ids, the column's default, follow it).
+fan_slices AS (
+    INSERT INTO pgbus.log_packs (slot, subscription, priority, event_ids, keys, event_slot)
+    SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
+           m.name, (SELECT ($7::int2[])[1]),
+           (SELECT $1::uuid[])[k * 256 + 1 : k * 256 + 256],
+           CASE WHEN (SELECT $15) THEN (SELECT $4::text[])[k * 256 + 1 : k * 256 + 256] END,
+           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
+    FROM matched m
+    CROSS JOIN generate_series(0, (cardinality((SELECT $1::uuid[])) - 1) / 256) AS k
+    WHERE (SELECT $14) AND NOT (m.ordered AND (SELECT $15))
+    ORDER BY m.name, k
+)
+-- uniform cut: from here to the line that ends it, the CTEs that only a batch that is not
+-- uniform, or is keyed, needs ($14 false or $15 true); PUBLISH_UNIFORM (src/sql.rs) is this
+-- statement without them.
+,
 -- Due now: appended to the delivery log's current slot, as packs (migration 0019): one row per
 -- lane and 256 events of the batch, its deliveries in batch order. Later (deliver_at in the
 -- future): pgbus.deliveries, which the dispatcher reads when they fall due.
@@ -62,20 +84,6 @@ due AS MATERIALIZED (
       -- Not run at all for a uniform batch that no ordered subscription takes keyed.
       AND (SELECT NOT $14 OR ($15 AND EXISTS (SELECT 1 FROM matched o WHERE o.ordered)))
     ORDER BY i.ord
-),
--- A uniform batch to the other subscriptions: the ids array cut into packs of 256, each
--- subscription's in batch order (pack ids, the column's default, follow it).
-fan_slices AS (
-    INSERT INTO pgbus.log_packs (slot, subscription, priority, event_ids, keys, event_slot)
-    SELECT (SELECT r.slot FROM pgbus.log_ring r ORDER BY r.generation DESC LIMIT 1),
-           m.name, (SELECT ($7::int2[])[1]),
-           (SELECT $1::uuid[])[k * 256 + 1 : k * 256 + 256],
-           CASE WHEN (SELECT $15) THEN (SELECT $4::text[])[k * 256 + 1 : k * 256 + 256] END,
-           (SELECT r.slot FROM pgbus.events_ring r ORDER BY r.generation DESC LIMIT 1)
-    FROM matched m
-    CROSS JOIN generate_series(0, (cardinality((SELECT $1::uuid[])) - 1) / 256) AS k
-    WHERE (SELECT $14) AND NOT (m.ordered AND (SELECT $15))
-    ORDER BY m.name, k
 ),
 fan AS (
     INSERT INTO pgbus.log_packs (slot, subscription, priority, event_ids, keys, event_slot, seqs)
@@ -115,6 +123,7 @@ fan_later AS (
     WHERE (SELECT $12) AND i.deliver_at > now() AND NOT (m.ordered AND i.key IS NOT NULL)
     ORDER BY i.ord
 )
+-- uniform cut: ends here.
 SELECT m.type, count(*)::int4 FROM matched m GROUP BY m.type
 UNION ALL
 SELECT NULL, 0 FROM (SELECT pg_notify((SELECT $11), '') WHERE (SELECT $10)) n
