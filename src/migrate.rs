@@ -123,6 +123,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0022_log_gauges.sql",
         sql: include_str!("../migrations/0022_log_gauges.sql"),
     },
+    Migration {
+        version: 23,
+        name: "0023_claim_events.sql",
+        sql: include_str!("../migrations/0023_claim_events.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

@@ -1,6 +1,7 @@
 //! The claim of the delivery log (migration 0020): a window without late transactions is read
 //! with one range of the lane's index, one with them through the union of version 19; a claim
-//! that finds nothing stays read-only; a paused subscription is skipped by the function.
+//! that finds nothing stays read-only; a paused subscription is skipped by the function; the
+//! claim returns its events (migration 0023).
 
 use pgbus::{NewEvent, Publisher};
 use serde_json::json;
@@ -150,4 +151,67 @@ async fn a_paused_subscription_is_skipped_by_the_claim_itself() {
         .await
         .expect("resuming");
     assert_eq!(claim(pool, "held", 10).await, published);
+}
+
+/// The log's claim returns each lane's events after its deliveries, as rows of their own (no
+/// delivery id), each read from its slot's partition of `pgbus.events`, also when a batch
+/// spans two slots of the events ring (migration 0023); the function of version 22,
+/// `pgbus.claim_log`, returns only the deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_returns_its_events_from_every_slot_of_its_batch() {
+    let db = db().await;
+    let pool = db.pool();
+    register(pool, &[("evs", &["evs.*"])]).await;
+    let mut published = publish_n(pool, "evs.first", 2).await;
+    // Publishing moves to the next slot of the events ring, as its rotation does.
+    sqlx::query(
+        "INSERT INTO pgbus.events_ring (generation, slot)
+         SELECT generation + 1, (slot + 1) % 8 FROM pgbus.events_ring
+         ORDER BY generation DESC LIMIT 1",
+    )
+    .execute(pool)
+    .await
+    .expect("turning the events ring");
+    published.extend(publish_n(pool, "evs.second", 2).await);
+
+    let rows: Vec<(Option<i64>, Uuid, Option<String>, i16)> = sqlx::query_as(
+        "SELECT id, event_id, event_type, event_slot
+         FROM pgbus.claim_log_batch('evs', 10, 30, 0, pg_current_snapshot())",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("claiming");
+    let deliveries: Vec<(Uuid, i16)> = rows
+        .iter()
+        .take_while(|r| r.0.is_some())
+        .map(|r| (r.1, r.3))
+        .collect();
+    assert_eq!(
+        deliveries.iter().map(|d| d.0).collect::<Vec<_>>(),
+        published,
+        "the deliveries first, in publish order"
+    );
+    assert_ne!(deliveries[0].1, deliveries[3].1, "two slots of the ring");
+    let mut events: Vec<(Uuid, i16, String)> = rows[deliveries.len()..]
+        .iter()
+        .map(|r| {
+            assert!(r.0.is_none(), "an event row has no delivery id");
+            (r.1, r.3, r.2.clone().expect("the event's type"))
+        })
+        .collect();
+    events.sort();
+    let mut expected: Vec<(Uuid, i16, String)> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.0, d.1, ["evs.first", "evs.second"][i / 2].to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(events, expected, "each event once, from its own slot");
+
+    let later = publish_n(pool, "evs.third", 3).await;
+    assert_eq!(
+        claim(pool, "evs", 10).await,
+        later,
+        "version 22's function: the deliveries only"
+    );
 }
