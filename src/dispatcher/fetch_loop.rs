@@ -218,7 +218,10 @@ async fn run_primary(shared: &Arc<Shared>) {
             }
         }
         if signals.solo_pending.load(Relaxed) {
-            if shared.outstanding_total() > 0 || shared.claiming() {
+            // Alone: nothing else queued or running. Outcomes still being written do not
+            // count (their handlers have returned), so the write of one suspect's outcome
+            // and the claim of the next overlap.
+            if shared.any_unreported() || shared.claiming() {
                 wait_for_room(shared).await;
                 continue;
             }

@@ -25,6 +25,10 @@ impl Shared {
             return None;
         }
         h.reported = true;
+        if h.suspect {
+            // The next suspect may be claimed now (fetch_loop.rs), before this is written.
+            self.signals.slot_freed.notify_one();
+        }
         let attempt = Attempt {
             number: h.attempt,
             policy: &self.subs[h.sub].sub.retry,

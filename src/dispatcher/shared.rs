@@ -171,8 +171,10 @@ impl Shared {
         }
     }
 
-    pub(crate) fn outstanding_total(&self) -> usize {
-        self.subs.iter().map(|s| s.outstanding.load(Relaxed)).sum()
+    /// Whether a held delivery has no outcome yet: one queued or running (its outcome not
+    /// reported to the completer).
+    pub(crate) fn any_unreported(&self) -> bool {
+        self.held().values().any(|h| !h.reported)
     }
 
     /// Whether a claim is in flight (room is reserved for it).

@@ -5,3 +5,4 @@
 DEALLOCATE ALL;
 SET LOCAL synchronous_commit = off;
 SET LOCAL enable_seqscan = off;
+SET LOCAL jit = off;

@@ -2,3 +2,4 @@
 -- Settings of the dispatcher's own connections (src/dispatcher/connection.rs).
 SET synchronous_commit = off;
 SET enable_seqscan = off;
+SET jit = off;

@@ -43,6 +43,7 @@ mod relay_nats;
 mod relay_ordered;
 mod relay_rabbitmq;
 mod retry;
+mod session_settings;
 mod shutdown;
 mod sql_clients;
 mod sql_publish;
