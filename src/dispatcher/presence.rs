@@ -1,5 +1,5 @@
 //! Presence: a dispatcher is known to be alive by a session-level advisory lock it holds on a
-//! connection of its own. Every 250 ms each dispatcher tries the locks of the others (a
+//! connection of its own. Every 100 ms each dispatcher tries the locks of the others (a
 //! transaction-level try, which writes nothing); a lock found free twice, half a second
 //! apart, belongs to a dispatcher whose process (or connection to the database) is gone: its
 //! leases are expired at once, so its deliveries run again without waiting out their lease.
@@ -25,7 +25,7 @@ use crate::sql;
 pub(crate) const NAMESPACE: i32 = 0x7067_6273;
 
 /// How often a dispatcher checks its own presence and the others'.
-const TICK: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(100);
 
 /// A lock free for this long (seen free at both ends) means its dispatcher is gone. A reaper
 /// must itself have been present this long since it (re)connected, so that after a
