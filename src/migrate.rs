@@ -128,6 +128,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0023_claim_events.sql",
         sql: include_str!("../migrations/0023_claim_events.sql"),
     },
+    Migration {
+        version: 24,
+        name: "0024_slot_needed_by_packs.sql",
+        sql: include_str!("../migrations/0024_slot_needed_by_packs.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

@@ -25,8 +25,8 @@ const VACUUM_LOCK_KEY: i64 = 0x7067_6275_735f_7663; // "pgbus_vc"
 const PRUNE_BATCH: i64 = 5_000;
 
 /// How long the events ring waits for a slot's lock before leaving it for the next
-/// maintenance (claims queue behind the truncation meanwhile).
-const RING_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
+/// maintenance (claims queue behind the truncation meanwhile, as in `ring.rs`).
+const RING_LOCK_TIMEOUT: Duration = Duration::from_millis(5);
 
 /// How often the dead tuples of `pgbus.deliveries` are looked at.
 const VACUUM_CHECK: Duration = Duration::from_secs(5);

@@ -22,9 +22,12 @@ const TICK: Duration = Duration::from_secs(1);
 /// four slots, a row stays readable at least three periods after it was published.
 const PERIOD: Duration = Duration::from_secs(10);
 
-/// How long a truncation waits for a slot's lock (claims and publishes queue behind it
-/// meanwhile) before leaving that slot for the next tick.
-const LOCK_TIMEOUT: Duration = Duration::from_millis(50);
+/// How long a truncation waits for a slot's lock before leaving that slot for the next tick.
+/// Every claim queues behind the waiting truncation (a claim's generic plans lock every
+/// partition), so this bounds the pause a rotation adds to a claim; claims hold the lock for
+/// a statement only, so it is nearly always had well within it. Measured at 2,000 events/s
+/// with 50 ms: claims waited 15-17 ms behind a rotation, about every ten seconds.
+const LOCK_TIMEOUT: Duration = Duration::from_millis(5);
 
 /// How long a lane that keeps the ring from turning may go without a claim before its unread
 /// rows are moved to `pgbus.deliveries` (a paused subscription, or one no dispatcher serves).

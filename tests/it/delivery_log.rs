@@ -1,6 +1,7 @@
 //! The delivery log: rows committed out of order are all read, exactly once; a slot is
-//! truncated only once every lane read it, never under a publisher still writing to it; a
-//! batch that stays open too long is detached into rows with leases of their own.
+//! truncated only once every lane read it and no open batch holds its rows, never under a
+//! publisher still writing to it; a batch that stays open too long is detached into rows
+//! with leases of their own.
 
 use std::time::Duration;
 
@@ -117,6 +118,51 @@ async fn a_slot_is_truncated_only_once_every_lane_read_it() {
         count(pool, "SELECT count(*) FROM pgbus.all_deliveries").await,
         0
     );
+}
+
+/// Claims up to `n` rows of the lane `jobs` in a batch of its own, left open.
+async fn claim_open_batch(pool: &PgPool, n: i32) -> i64 {
+    count(
+        pool,
+        &format!("SELECT count(*) FROM pgbus.claim_log('jobs', {n}, 30, 0, pg_current_snapshot())"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_is_kept_while_an_open_batch_holds_its_rows() {
+    let db = db().await;
+    let pool = db.pool();
+    register(pool, &[("jobs", &["job.*"])]).await;
+    // One pack of 30 rows, then 5 packs of one.
+    let events = (0..30).map(|i| NewEvent::raw("job.run", json!({ "i": i })));
+    let mut conn = pool.acquire().await.expect("connection");
+    publisher()
+        .publish_all(&mut conn, events)
+        .await
+        .expect("publish 30 at once");
+    drop(conn);
+    publish_n(pool, "job.run", 5).await;
+    // Every row read, in two batches: the first ends inside the pack and is closed; the
+    // second, still open, holds the pack's last 20 rows and the 5 others.
+    assert_eq!(claim_open_batch(pool, 10).await, 10);
+    sqlx::query("UPDATE pgbus.claims SET closed_at = now() WHERE closed_at IS NULL")
+        .execute(pool)
+        .await
+        .expect("closing the first batch");
+    assert_eq!(claim_open_batch(pool, 100).await, 25);
+    for _ in 0..6 {
+        rotate(pool).await;
+    }
+    assert_eq!(log_rows(pool).await, 35, "the open batch's slot is kept");
+    sqlx::query("UPDATE pgbus.claims SET closed_at = now() WHERE closed_at IS NULL")
+        .execute(pool)
+        .await
+        .expect("closing the second batch");
+    for _ in 0..5 {
+        rotate(pool).await;
+    }
+    assert_eq!(log_rows(pool).await, 0, "read and closed: truncated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
