@@ -24,9 +24,10 @@ const PERIOD: Duration = Duration::from_secs(10);
 
 /// How long a truncation waits for a slot's lock before leaving that slot for the next tick.
 /// Every claim queues behind the waiting truncation (a claim's generic plans lock every
-/// partition), so this bounds the pause a rotation adds to a claim; claims hold the lock for
-/// a statement only, so it is nearly always had well within it. Measured at 2,000 events/s
-/// with 50 ms: claims waited 15-17 ms behind a rotation, about every ten seconds.
+/// partition), so this bounds what the wait adds to a claim's pause; claims hold the lock
+/// for a statement only, so it is nearly always had well within it. (The pause is also the
+/// time the truncation holds the lock: `pgbus.log_slot_needed`, migration 0024, and the
+/// TRUNCATE.)
 const LOCK_TIMEOUT: Duration = Duration::from_millis(5);
 
 /// How long a lane that keeps the ring from turning may go without a claim before its unread

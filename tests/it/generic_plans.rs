@@ -8,9 +8,9 @@
 
 use pgbus::{NewEvent, Publisher};
 use serde_json::json;
-use sqlx::{Connection, Executor, PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 
-use crate::support::database::db;
+use crate::support::database::{db, dispatcher_connection};
 use crate::support::dispatcher::register;
 use crate::support::publishing::publish_n;
 
@@ -59,12 +59,7 @@ async fn claim_close_and_complete_statements_are_planned_once_per_connection() {
     register(pool, &[("audit", &["*"])]).await;
     // A connection with the dispatcher's settings (no sequential scans, which made the
     // generic plan of the outcomes' write look dearer than its custom ones).
-    let mut conn = PgConnection::connect_with(&pool.connect_options())
-        .await
-        .expect("connection");
-    (conn.execute(include_str!("../../src/sql/session_setup.sql")))
-        .await
-        .expect("the dispatcher's session settings");
+    let mut conn = dispatcher_connection(pool).await;
     // Retries in pgbus.deliveries, with statistics: the custom plans of a one-row write find
     // it by one index probe, which looked cheaper than the generic plan's bitmap scan.
     sqlx::raw_sql(

@@ -7,7 +7,7 @@
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::support::database::db;
+use crate::support::database::{db, dispatcher_connection};
 use crate::support::tools::missing;
 
 /// The presence locks' namespace (src/dispatcher/presence.rs).
@@ -58,9 +58,7 @@ async fn the_dispatchers_connections_do_not_compile_their_statements() {
         "without the setting, the reap is compiled (else this test shows nothing): {plan}"
     );
 
-    conn.execute(include_str!("../../src/sql/session_setup.sql"))
-        .await
-        .expect("the dispatcher's session settings");
+    let mut conn = dispatcher_connection(db.pool()).await;
     let id = gone_dispatcher(&mut conn).await;
     let plan = explained_reap(&mut conn, id).await;
     assert!(

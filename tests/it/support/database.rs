@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use pgbus_testing::TestDatabase;
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 /// A fresh, migrated database of its own (see `pgbus_testing::TestDatabase::create`).
 pub async fn db() -> TestDatabase {
@@ -29,6 +29,18 @@ pub fn lazy_pool(url: &str, max: u32, acquire_timeout: Duration) -> PgPool {
         .acquire_timeout(acquire_timeout)
         .connect_lazy(url)
         .expect("a lazy pool")
+}
+
+/// A connection of its own to `pool`'s database, outside the pool, with the settings of the
+/// dispatcher's own connections (`src/sql/session_setup.sql`).
+pub async fn dispatcher_connection(pool: &PgPool) -> PgConnection {
+    let mut conn = PgConnection::connect_with(&pool.connect_options())
+        .await
+        .expect("connection");
+    (conn.execute(include_str!("../../../src/sql/session_setup.sql")))
+        .await
+        .expect("the dispatcher's session settings");
+    conn
 }
 
 /// Runs a query returning one `bigint` (a `SELECT count(*) ...`), panicking on error.
