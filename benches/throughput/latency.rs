@@ -83,7 +83,7 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
         .filter_map(|(seq, start)| Some((*seq, (start - commits.get(seq)?) as f64 / 1e6)))
         .collect();
     slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
-    slowest.truncate(3);
+    slowest.truncate(env_usize("PGBUS_LAT_SLOWEST", 3));
     let missing = commits.len().saturating_sub(lat.len());
     let summary = latency_summary(lat);
     let steady = latency_summary(steady);
