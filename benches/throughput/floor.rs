@@ -173,7 +173,8 @@ fn fastest(floor: &[Value], pick: impl Fn(&str) -> bool) -> Option<&Value> {
         })
 }
 
-/// Sets `floor_ref`, `floor_rate` and `fraction_of_floor` on each scenario.
+/// Sets `floor_ref`, `floor_rate` and `fraction_of_floor` on each scenario (on a latency run,
+/// `floor_ref` and `p99_times_floor`: its p99 over the raw floor's at the same rate).
 pub fn attach_floor_refs(scenarios: &mut [Value], floor: &[Value]) {
     let by_id: HashMap<&str, &Value> = floor
         .iter()
@@ -186,8 +187,20 @@ pub fn attach_floor_refs(scenarios: &mut [Value], floor: &[Value]) {
         id.starts_with("floor_claim") && id.contains("payload")
     })
     .or(best_claim);
+    // A latency run is compared with its floor at the same rate, when that ran too.
+    let latency_floors: HashMap<String, f64> = (scenarios.iter())
+        .filter_map(|s| {
+            let id = s["id"].as_str()?.strip_prefix("latency_floor_")?;
+            Some((format!("latency_{id}"), s["latency"]["p99_ms"].as_f64()?))
+        })
+        .collect();
     for s in scenarios.iter_mut() {
         let id = s["id"].as_str().unwrap_or("");
+        if let (Some(fp99), Some(p99)) = (latency_floors.get(id), s["latency"]["p99_ms"].as_f64()) {
+            s["floor_ref"] = json!(format!("latency_floor_{}", &id["latency_".len()..]));
+            s["p99_times_floor"] = json!(round3(p99 / fp99));
+            continue;
+        }
         let reference = match id {
             "publish_1" => by_id.get("floor_single_1").copied(),
             "publish_16" => by_id.get("floor_single_16").copied(),

@@ -15,8 +15,7 @@ use crate::{DB, SUB, progress};
 const FIRST: i64 = 10;
 
 pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) -> Res<Value> {
-    let n = ((rate * secs).round() as usize).max(1);
-    let publishers = ((rate / 200.0).ceil() as usize).clamp(1, 16);
+    let (n, publishers) = sizes(rate, secs);
     progress(format!(
         "latency: {n} events one at a time at {rate}/s from a separate process ({publishers} publisher connection(s)); dispatcher idle-waiting in this process"
     ));
@@ -28,7 +27,54 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
     let handle = dispatcher.start().await?;
     // As the peers harness: let the dispatcher finish its start-up before publishing.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let (meta, commits) = publish_from_child(server, n, rate, publishers, Publish::Pgbus).await?;
+    let all = counter.wait(Duration::from_secs(30)).await;
+    handle.shutdown().await?;
+    pool.close().await;
+    let starts = counter.starts.lock().unwrap().clone();
+    Ok(summarise(
+        Run {
+            id: format!("latency_{}", rate as u64),
+            name: format!(
+                "latency: publish commit → handler start, {} events/s",
+                thousands(rate)
+            ),
+            rate,
+            n,
+            publishers,
+            all,
+            meaning: "wall clock at handler start − wall clock right after tx.commit() \
+                      returned in the publisher process (joined on a sequence number in the payload)",
+        },
+        &meta,
+        &commits,
+        &starts,
+    ))
+}
 
+/// How many events a run at `rate` for `secs` publishes, and on how many connections.
+pub fn sizes(rate: f64, secs: f64) -> (usize, usize) {
+    let n = ((rate * secs).round() as usize).max(1);
+    (n, ((rate / 200.0).ceil() as usize).clamp(1, 16))
+}
+
+/// What the publisher process publishes.
+#[derive(Clone, Copy)]
+pub enum Publish {
+    /// `Publisher::publish`, one event per transaction.
+    Pgbus,
+    /// The raw SQL floor's row and NOTIFY (`latency_floor.rs`).
+    Floor,
+}
+
+/// Runs the publisher process and returns its metadata and each event's commit time (ns).
+pub async fn publish_from_child(
+    server: &Server,
+    n: usize,
+    rate: f64,
+    publishers: usize,
+    what: Publish,
+) -> Res<(Value, HashMap<i64, i128>)> {
     let out = out_dir().join(format!("latency-publisher-{}.csv", std::process::id()));
     std::fs::create_dir_all(out_dir())?;
     let exe = std::env::current_exe()?;
@@ -38,16 +84,16 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
         .env("PGBUS_BENCH_CHILD_N", n.to_string())
         .env("PGBUS_BENCH_CHILD_RATE", rate.to_string())
         .env("PGBUS_BENCH_CHILD_PUBLISHERS", publishers.to_string())
+        .env(
+            "PGBUS_BENCH_CHILD_FLOOR",
+            u8::from(matches!(what, Publish::Floor)).to_string(),
+        )
         .env("PGBUS_BENCH_CHILD_OUT", &out)
         .status()
         .await?;
     if !status.success() {
         return Err(format!("latency publisher exited with {status}").into());
     }
-    let all = counter.wait(Duration::from_secs(30)).await;
-    handle.shutdown().await?;
-    pool.close().await;
-
     let text = std::fs::read_to_string(&out)?;
     let _ = std::fs::remove_file(&out);
     let mut lines = text.lines();
@@ -59,11 +105,33 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
             Some((a.parse().ok()?, b.parse().ok()?))
         })
         .collect();
-    let starts = counter.starts.lock().unwrap().clone();
+    Ok((meta, commits))
+}
+
+/// One latency run, for its summary.
+pub struct Run {
+    pub id: String,
+    pub name: String,
+    pub rate: f64,
+    pub n: usize,
+    pub publishers: usize,
+    /// Whether every event arrived in time.
+    pub all: bool,
+    pub meaning: &'static str,
+}
+
+/// Prints and returns the figures of a run from the commit times and the (seq, start ns)
+/// pairs of the consumer.
+pub fn summarise(
+    run: Run,
+    meta: &Value,
+    commits: &HashMap<i64, i128>,
+    starts: &[(i64, i128)],
+) -> Value {
     let mut lat = Vec::with_capacity(starts.len());
     // The same without the first deliveries: the steady state.
     let mut steady = Vec::with_capacity(starts.len());
-    for (seq, start) in &starts {
+    for (seq, start) in starts {
         if let Some(c) = commits.get(seq) {
             lat.push((start - c) as f64 / 1e6);
             if *seq >= FIRST {
@@ -71,8 +139,8 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
             }
         }
     }
-    // The first deliveries after the dispatcher started, in publish order: they pay for
-    // whatever the dispatcher's connections plan or load on first use.
+    // The first deliveries after the consumer started, in publish order: they pay for
+    // whatever its connections plan or load on first use.
     let started: HashMap<i64, i128> = starts.iter().copied().collect();
     let first: Vec<f64> = (0..FIRST)
         .filter_map(|seq| Some((started.get(&seq)? - commits.get(&seq)?) as f64 / 1e6))
@@ -94,7 +162,7 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
         ms(&summary["p99_ms"]),
         ms(&summary["max_ms"]),
         summary["n"],
-        if all { "" } else { ", NOT ALL DELIVERED" }
+        if run.all { "" } else { ", NOT ALL DELIVERED" }
     ));
     progress(format!(
         "  first {FIRST} deliveries after the start: max {first_max:.2} ms ({}); without them p99 {} ms, max {} ms",
@@ -105,28 +173,28 @@ pub async fn scenario(server: &Server, tuning: &Tuning, rate: f64, secs: f64) ->
         ms(&steady["max_ms"]),
     ));
     progress(format!(
-        "  slowest (publish order of {n}: ms): {}",
+        "  slowest (publish order of {}: ms): {}",
+        run.n,
         (slowest.iter().map(|(seq, l)| format!("#{seq}: {l:.1}")))
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    Ok(json!({
-        "id": format!("latency_{}", rate as u64),
-        "name": format!("latency: publish commit → handler start, {} events/s", thousands(rate)),
+    json!({
+        "id": run.id,
+        "name": run.name,
         "unit": "events/s (offered)",
         "rate": Value::Null,
-        "offered_rate": rate,
+        "offered_rate": run.rate,
         "achieved_publish_rate": meta["achieved_rate"],
-        "publishers": publishers,
-        "n": n,
+        "publishers": run.publishers,
+        "n": run.n,
         "missing": missing,
         "latency": summary,
         "first_deliveries_ms": first,
         "latency_after_first": steady,
         "slowest": slowest,
-        "latency_meaning": "wall clock at handler start − wall clock right after tx.commit() \
-                            returned in the publisher process (joined on a sequence number in the payload)",
-    }))
+        "latency_meaning": run.meaning,
+    })
 }
 
 /// The publisher process of the latency scenario: N events, one per transaction, due at
@@ -144,6 +212,7 @@ pub async fn publisher_child() -> Res<()> {
     for _ in 0..publishers {
         conns.push(PgConnection::connect_with(&opts).await?);
     }
+    let floor = std::env::var("PGBUS_BENCH_CHILD_FLOOR").as_deref() == Ok("1");
     let publisher = publisher()?;
     let tickets = Tickets::new(n, 1);
     let t0 = tokio::time::Instant::now() + Duration::from_millis(50);
@@ -157,7 +226,11 @@ pub async fn publisher_child() -> Res<()> {
                 let i = r.start;
                 tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
                 let mut tx = conn.begin().await?;
-                publisher.publish(&mut tx, noop_event(i)).await?;
+                if floor {
+                    crate::latency_floor::publish(&mut tx, i).await?;
+                } else {
+                    publisher.publish(&mut tx, noop_event(i)).await?;
+                }
                 tx.commit().await?;
                 rows.push((i, now_ns()));
             }

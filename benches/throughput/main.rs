@@ -15,6 +15,7 @@
 //! | `drain_tx` | `drain` with a transactional handler that inserts one row in the delivery's transaction |
 //! | `fanout` | 100,000 events × 3 subscriptions, one dispatcher |
 //! | `latency` | one event at a time at 200/s and 2,000/s from another process; commit → handler start |
+//! | `latency_floor` | the same publisher writing a raw row and a NOTIFY; LISTEN and one `SKIP LOCKED` delete; commit → rows returned |
 //! | `pinned` | `drain` while a REPEATABLE READ snapshot is held open (≤ 60 s); dead tuples |
 //! | `drain_ordered` | 100,000 events over 10,000 keys drained unordered and ordered (keys round robin, then in random order), alternately, 2 rounds |
 //! | `hot_key` | 3,000 events of one key, ordered, a handler that sleeps 1 ms |
@@ -32,7 +33,8 @@
 //! connection), the same method as `../shared/peers/bench.py`.
 //!
 //! One module a scenario family: [`floor`] (with the claim statements in [`claim`]),
-//! [`publish`], [`drain`] (drain, drain_insert, drain_tx, fanout, pinned), [`latency`]; the results table in
+//! [`publish`], [`drain`] (drain, drain_insert, drain_tx, fanout, pinned), [`latency`] (and its floor,
+//! [`latency_floor`]); the results table in
 //! [`report`], the plot in [`plot`], pg_stat_statements in [`statements`].
 
 #[path = "../common/mod.rs"]
@@ -42,6 +44,7 @@ mod claim;
 mod drain;
 mod floor;
 mod latency;
+mod latency_floor;
 mod ordered;
 mod plot;
 mod publish;
@@ -122,6 +125,7 @@ const ALL: &[&str] = &[
     "drain_tx",
     "fanout",
     "latency",
+    "latency_floor",
     "pinned",
     "drain_ordered",
     "hot_key",
@@ -259,6 +263,11 @@ async fn run() -> Res<()> {
     if want("latency") {
         for &rate in &sizes.lat_rates {
             scenarios.push(latency::scenario(&server, &tuning, rate, sizes.lat_secs).await?);
+        }
+    }
+    if want("latency_floor") {
+        for &rate in &sizes.lat_rates {
+            scenarios.push(latency_floor::scenario(&server, rate, sizes.lat_secs).await?);
         }
     }
     if want("pinned") {

@@ -33,7 +33,10 @@ pub fn print_table(report: &Value) {
         let l = &s["latency"];
         let vs = match (s["fraction_of_floor"].as_f64(), s["floor_ref"].as_str()) {
             (Some(f), Some(r)) => format!("{:.0}% of {r}", f * 100.0),
-            _ => String::new(),
+            _ => match (s["p99_times_floor"].as_f64(), s["floor_ref"].as_str()) {
+                (Some(x), Some(r)) => format!("p99 {x:.2}× {r}"),
+                _ => String::new(),
+            },
         };
         println!(
             "{:<62} {:>11} {:<13} {:>22} {:>7} {:>7} {:>7} {:>7}  {vs}",
