@@ -1,6 +1,7 @@
 //! `latency`: events published one at a time by a separate process (this bench re-executed
 //! with `PGBUS_BENCH_ROLE=latency-publisher`) while the dispatcher waits; publish commit →
-//! handler start.
+//! handler start. The publisher process, the join of commit and start times and the summary
+//! are shared with the scenario's floor (`latency_floor.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
