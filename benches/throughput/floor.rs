@@ -25,7 +25,8 @@ fn floor_payload(i: usize) -> Value {
     json!({ "seq": i })
 }
 
-async fn floor_insert(conn: &mut PgConnection, from: usize, to: usize) -> Res<()> {
+/// Inserts the floor's events `from..to` and one delivery each (payload `{"seq": i}`).
+pub async fn floor_insert(conn: &mut PgConnection, from: usize, to: usize) -> Res<()> {
     let ids: Vec<Uuid> = (from..to).map(|_| Uuid::now_v7()).collect();
     let data: Vec<Value> = (from..to).map(floor_payload).collect();
     sqlx::query(FLOOR_INSERT)

@@ -8,39 +8,29 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::postgres::PgListener;
 use sqlx::{Executor, PgConnection, Postgres, Row, Transaction};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::claim::PICK;
 use crate::common::*;
+use crate::floor::floor_insert;
 use crate::latency::{Publish, Run, publish_from_child, sizes, summarise};
 use crate::{DB, progress};
 
 /// The floor's notification channel.
 const CHANNEL: &str = "pgbus_bench_floor";
 
-/// The publisher's statement: the event, its delivery and the NOTIFY.
-const PUBLISH: &str = "
-WITH e AS (
-    INSERT INTO pgbus.events (id, type, source, data) VALUES ($1, 'bench.noop', 'floor', $2)
-    RETURNING id, priority
-), d AS (
-    INSERT INTO pgbus.deliveries (event_id, subscription, priority)
-    SELECT id, 'bench.sub', priority FROM e
-)
-SELECT pg_notify('pgbus_bench_floor', '')";
-
 /// Rows claimed per statement.
 const CLAIM_N: i64 = 500;
 
-/// Publishes event `seq` the floor's way, in `tx` (the publisher process).
+/// Publishes event `seq` the floor's way, in `tx` (the publisher process): the floor's rows
+/// (`floor.rs`) and the NOTIFY.
 pub async fn publish(tx: &mut Transaction<'_, Postgres>, seq: usize) -> Res<()> {
-    sqlx::query(PUBLISH)
-        .bind(Uuid::now_v7())
-        .bind(json!({ "seq": seq }))
+    floor_insert(tx, seq, seq + 1).await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
         .execute(&mut **tx)
         .await?;
     Ok(())
