@@ -133,6 +133,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0024_slot_needed_by_packs.sql",
         sql: include_str!("../migrations/0024_slot_needed_by_packs.sql"),
     },
+    Migration {
+        version: 25,
+        name: "0025_claim_lane_zero.sql",
+        sql: include_str!("../migrations/0025_claim_lane_zero.sql"),
+    },
 ];
 
 /// The schema version this build of pgbus migrates to (the last migration's).

@@ -188,3 +188,78 @@ async fn one_delivery_per_claim_with_done_rows_retained_runs_each_publish() {
     }
     stop(pool, handle).await;
 }
+
+/// Claims of lanes around lane 0 (migration 0025 reads lane 0 without looking for it): lanes
+/// below 0 first, then 0, then those above, each in publish order; a lane 0 without rows
+/// writes no batch, and a claim that finds nothing writes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_read_the_lanes_around_lane_zero_in_priority_order() {
+    let db = db().await;
+    let pool = db.pool();
+    register(pool, &[("lanes", &["lanes.*"])]).await;
+    async fn claim(pool: &PgPool) -> Vec<(i16, Uuid)> {
+        sqlx::query_as(
+            "SELECT priority, event_id FROM pgbus.claim_log('lanes', 100, 30, 0, pg_current_snapshot())",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("claiming")
+    }
+    async fn batches(pool: &PgPool, priority: i16) -> i64 {
+        let sql = format!(
+            "SELECT count(*) FROM pgbus.claims WHERE subscription = 'lanes' AND priority = {priority}"
+        );
+        count(pool, &sql).await
+    }
+    // No lane 0: lanes 1 and 3, interleaved.
+    let mut published = Vec::new();
+    for (i, p) in [3i16, 1, 3, 1].into_iter().enumerate() {
+        let id = publish_one(
+            pool,
+            NewEvent::raw("lanes.event", json!({ "i": i })).priority(p),
+        )
+        .await;
+        published.push((p, id));
+    }
+    let mut want = published.clone();
+    want.sort_by_key(|&(p, _)| p);
+    assert_eq!(
+        claim(pool).await,
+        want,
+        "lane 1, then lane 3, each in publish order"
+    );
+    assert_eq!(batches(pool, 0).await, 0, "no batch for an empty lane 0");
+    assert_eq!((batches(pool, 1).await, batches(pool, 3).await), (1, 1));
+    assert_eq!(claim(pool).await, [], "nothing left");
+    assert_eq!(
+        count(pool, "SELECT count(*) FROM pgbus.claims").await,
+        2,
+        "nothing written"
+    );
+
+    // Lanes 2, 0 and -2: below 0 first.
+    let mut published = Vec::new();
+    for (i, p) in [2i16, 0, -2, 0, 2, -2].into_iter().enumerate() {
+        let id = publish_one(
+            pool,
+            NewEvent::raw("lanes.event", json!({ "i": i })).priority(p),
+        )
+        .await;
+        published.push((p, id));
+    }
+    let mut want = published.clone();
+    want.sort_by_key(|&(p, _)| p);
+    assert_eq!(
+        claim(pool).await,
+        want,
+        "lanes -2, 0 and 2, each in publish order"
+    );
+    assert_eq!(
+        (
+            batches(pool, -2).await,
+            batches(pool, 0).await,
+            batches(pool, 2).await
+        ),
+        (1, 1, 1)
+    );
+}

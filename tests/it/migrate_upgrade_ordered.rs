@@ -72,7 +72,7 @@ async fn a_version_16_schema_with_ordered_deliveries_upgrades_to_ordered_claims_
     pgbus::migrate(pool).await.expect("migrate from version 16");
     assert_eq!(
         count(pool, "SELECT max(version) FROM pgbus.schema_migrations").await,
-        24
+        25
     );
     // Positions 3..6 of every key, published from Rust after the upgrade: the log, with seq.
     let later: Vec<_> = (3..6_i64)

@@ -67,7 +67,7 @@ async fn a_version_13_schema_with_events_in_every_state_upgrades_to_the_events_r
     pgbus::migrate(pool).await.expect("migrate from version 13");
     assert_eq!(
         count(pool, "SELECT max(version) FROM pgbus.schema_migrations").await,
-        24
+        25
     );
     assert_eq!(
         count(
