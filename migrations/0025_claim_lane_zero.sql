@@ -8,8 +8,8 @@
 -- instructions of a claim of one delivery. Lane 0, the default priority, is now read without
 -- a probe; the probe before it looks only below 0, and stops at the first entry of lane 0.
 -- The probes for the next lanes, which start past a lane's entries, are unchanged. A
--- subscription without rows in lane 0 pays one empty window read per claim and writes
--- nothing for it.
+-- subscription without rows in lane 0 pays a cursor lookup and an empty window read per
+-- claim, and writes nothing for it.
 --
 -- Three tests that were statements are now expressions evaluated without setting up a plan
 -- when their answer is known from a snapshot's bounds: no transaction in progress at a
@@ -77,7 +77,8 @@ BEGIN
         -- read the whole first leaf page of the subscription's rows (a B-tree reads a page's
         -- matching entries at once), while a probe bounded below 0 stops at the first entry
         -- of lane 0, and a probe past a lane starts after that lane's entries. A lane 0
-        -- without rows costs a claim an empty window read and writes nothing.
+        -- without rows costs a claim a cursor lookup and an empty window read, and writes
+        -- nothing.
         IF v_lane IS NULL THEN
             v_lane := coalesce((SELECT q.priority FROM pgbus.log_packs q
                                 WHERE q.subscription = p_sub AND q.priority < 0

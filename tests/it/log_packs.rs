@@ -205,6 +205,17 @@ async fn claims_read_the_lanes_around_lane_zero_in_priority_order() {
         .await
         .expect("claiming")
     }
+    /// Publishes one event per priority, each alone; returns (priority, event) in the order
+    /// a claim takes them: by priority, then publish order.
+    async fn publish_in_lanes(pool: &PgPool, priorities: &[i16]) -> Vec<(i16, Uuid)> {
+        let mut published = Vec::new();
+        for (i, &p) in priorities.iter().enumerate() {
+            let event = NewEvent::raw("lanes.event", json!({ "i": i })).priority(p);
+            published.push((p, publish_one(pool, event).await));
+        }
+        published.sort_by_key(|&(p, _)| p);
+        published
+    }
     async fn batches(pool: &PgPool, priority: i16) -> i64 {
         let sql = format!(
             "SELECT count(*) FROM pgbus.claims WHERE subscription = 'lanes' AND priority = {priority}"
@@ -212,17 +223,7 @@ async fn claims_read_the_lanes_around_lane_zero_in_priority_order() {
         count(pool, &sql).await
     }
     // No lane 0: lanes 1 and 3, interleaved.
-    let mut published = Vec::new();
-    for (i, p) in [3i16, 1, 3, 1].into_iter().enumerate() {
-        let id = publish_one(
-            pool,
-            NewEvent::raw("lanes.event", json!({ "i": i })).priority(p),
-        )
-        .await;
-        published.push((p, id));
-    }
-    let mut want = published.clone();
-    want.sort_by_key(|&(p, _)| p);
+    let want = publish_in_lanes(pool, &[3, 1, 3, 1]).await;
     assert_eq!(
         claim(pool).await,
         want,
@@ -238,17 +239,7 @@ async fn claims_read_the_lanes_around_lane_zero_in_priority_order() {
     );
 
     // Lanes 2, 0 and -2: below 0 first.
-    let mut published = Vec::new();
-    for (i, p) in [2i16, 0, -2, 0, 2, -2].into_iter().enumerate() {
-        let id = publish_one(
-            pool,
-            NewEvent::raw("lanes.event", json!({ "i": i })).priority(p),
-        )
-        .await;
-        published.push((p, id));
-    }
-    let mut want = published.clone();
-    want.sort_by_key(|&(p, _)| p);
+    let want = publish_in_lanes(pool, &[2, 0, -2, 0, 2, -2]).await;
     assert_eq!(
         claim(pool).await,
         want,
