@@ -1,23 +1,16 @@
 //! The fetch loop: claims work while there is room and work, sleeps (woken early by
-//! publishes, notifications and freed slots) when there is none. Work comes from the
-//! delivery log on every claim, and from `pgbus.deliveries` (retries, deliver_at, taken-back
-//! leases) once every poll interval, on demand, and on every claim while that table has a
-//! backlog. While a backlog lasts (the last claim came back full), a second claimer on its
-//! own connection keeps a second claim in flight, so the database is claiming one batch while
-//! the other is being dispatched. Crash suspects (deliveries whose previous lease expired)
-//! run alone: they pause ordinary claims until nothing else is in flight, then run one at a
-//! time.
+//! publishes, notifications and freed slots) when there is none. Each claim is a
+//! [`Claimer`]'s (`claimer.rs`). While a backlog lasts (the last claim came back full), a
+//! second claimer on its own connection keeps a second claim in flight, so the database is
+//! claiming one batch while the other is being dispatched. Crash suspects (deliveries whose
+//! previous lease expired) run alone: they pause ordinary claims until nothing else is in
+//! flight, then run one at a time.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::backoff::Backoff;
-use super::claim::{self, ClaimedRow, Want};
-use super::claim_ordered::{Cursors, claim_ordered};
-use super::connection::KeptConnection;
-use super::dispatch::{dispatch, give_back};
+use super::claimer::Claimer;
 use super::room::Reservation;
 use super::shared::Shared;
 
@@ -28,162 +21,6 @@ use super::shared::Shared;
 /// interval. The last steps are sparse: an idle dispatcher claims eight times after a
 /// wake-up, and an empty claim writes nothing.
 const LINGER_STEPS: u32 = 8;
-
-/// One claimer: its connection, its backoff, and the subscriptions' names and leases.
-struct Claimer<'a> {
-    shared: &'a Arc<Shared>,
-    conn: KeptConnection,
-    backoff: Backoff,
-    subs: Vec<(&'a str, f64)>,
-    /// When `pgbus.deliveries` is claimed from next; `None` for a claimer that leaves it to
-    /// the primary one.
-    next_side: Option<Instant>,
-    /// The last claim from `pgbus.deliveries` came back full: claim from it every time.
-    side_backlog: bool,
-    /// Which subscriptions are ordered (by position): their keyed deliveries are claimed by
-    /// `claim_ordered` on every claim.
-    ordered: Vec<bool>,
-    cursors: Cursors,
-}
-
-impl<'a> Claimer<'a> {
-    fn new(shared: &'a Arc<Shared>, primary: bool) -> Self {
-        Claimer {
-            shared,
-            conn: KeptConnection::new(shared.pool.clone()),
-            backoff: Backoff::new(),
-            subs: (shared.subs.iter())
-                .map(|s| (&*s.name, s.sub.lease.as_secs_f64()))
-                .collect(),
-            next_side: primary.then(Instant::now),
-            side_backlog: false,
-            ordered: shared.subs.iter().map(|s| s.sub.ordered).collect(),
-            cursors: Cursors::new(shared.subs.len()),
-        }
-    }
-
-    /// The wants of the ordered subscriptions among `wants`.
-    fn ordered_wants(&self, wants: &[Want]) -> Vec<Want> {
-        (wants.iter().filter(|w| self.ordered[w.sub]).copied()).collect()
-    }
-
-    /// Whether this claim also takes from `pgbus.deliveries`.
-    fn side_due(&mut self) -> bool {
-        let asked = self.shared.signals.side_claim.swap(false, Relaxed);
-        self.next_side
-            .is_some_and(|at| self.side_backlog || asked || Instant::now() >= at)
-    }
-
-    /// Claims ordinary work into the reserved room and dispatches it: the heads of ordered
-    /// subscriptions' keys, then from `pgbus.deliveries` when that is due, then from the
-    /// delivery log into what is left. Returns whether any subscription got all it asked
-    /// for or leases were taken back (claim again at once), and records the backlog.
-    async fn claim_batch(&mut self, reserved: Reservation<'_>) -> sqlx::Result<bool> {
-        let side = self.side_due();
-        let (subs, owner) = (&self.subs, self.shared.owner);
-        let mut got = vec![0usize; self.shared.subs.len()];
-        let mut took_back = 0usize;
-        // Both claimers take ordered heads, each walking from its own cursor (measured:
-        // leaving them to the primary alone drained slower).
-        let ordered = self.ordered_wants(&reserved.wants);
-        if !ordered.is_empty() {
-            let cursors = &mut self.cursors;
-            let rows = (self.conn)
-                .run(async |c| claim_ordered(c, subs, &ordered, cursors, false, owner).await)
-                .await?;
-            for row in rows {
-                took_back += usize::from(row.taken_back);
-                got[row.sub] += 1;
-                dispatch(self.shared, row, false);
-            }
-        }
-        if side {
-            let wants = left(&reserved.wants, &got);
-            let before = got.clone();
-            let mut side_took_back = 0usize;
-            let rows = (self.conn)
-                .run(async |c| claim::claim(c, subs, &wants, false, owner).await)
-                .await?;
-            for row in rows {
-                side_took_back += usize::from(row.taken_back);
-                got[row.sub] += 1;
-                dispatch(self.shared, row, false);
-            }
-            took_back += side_took_back;
-            self.side_backlog =
-                side_took_back > 0 || (wants.iter()).any(|w| got[w.sub] - before[w.sub] >= w.limit);
-            self.next_side = Some(Instant::now() + self.shared.config.poll_interval);
-        }
-        let wants = left(&reserved.wants, &got);
-        if !wants.is_empty() {
-            let rows = (self.conn)
-                .run(async |c| claim::claim_log(c, subs, &wants, owner).await)
-                .await?;
-            open_batches(self.shared, &rows);
-            for row in rows {
-                got[row.sub] += 1;
-                dispatch(self.shared, row, false);
-            }
-        }
-        let full = reserved.wants.iter().any(|w| got[w.sub] >= w.limit);
-        drop(reserved);
-        if took_back > 0 {
-            tracing::warn!(
-                count = took_back,
-                "pgbus: took back deliveries whose lease expired; they will run alone"
-            );
-        }
-        self.shared.signals.set_backlog(full);
-        Ok(full || took_back > 0)
-    }
-
-    /// Claims at most one crash suspect per subscription and runs one of them; the others
-    /// go back uncounted. Returns whether one was started.
-    async fn claim_suspect(&mut self) -> sqlx::Result<bool> {
-        let wants = Reservation::one_each(self.shared);
-        let ordered = self.ordered_wants(&wants);
-        let (subs, owner) = (&self.subs, self.shared.owner);
-        let mut rows = (self.conn)
-            .run(async |c| claim::claim(c, subs, &wants, true, owner).await)
-            .await?;
-        if !ordered.is_empty() {
-            // Ordered suspects go through the ordered claim (a suspect runs only as its
-            // key's head), from the first key: a suspect is rare, and found wherever it is.
-            let mut cursors = Cursors::new(self.shared.subs.len());
-            let cursors = &mut cursors;
-            rows.extend(
-                (self.conn)
-                    .run(async |c| claim_ordered(c, subs, &ordered, cursors, true, owner).await)
-                    .await?,
-            );
-        }
-        let mut started = false;
-        for row in rows {
-            if row.taken_back || !started {
-                started |= !row.taken_back;
-                dispatch(self.shared, row, true);
-            } else {
-                give_back(self.shared, &row, true);
-            }
-        }
-        Ok(started)
-    }
-
-    async fn failed(&mut self, e: &sqlx::Error) {
-        let retry_in = self.backoff.failed();
-        tracing::warn!(error = %e, ?retry_in, "pgbus: claiming failed; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(retry_in) => {}
-            _ = self.shared.signals.stop.cancelled() => {}
-        }
-    }
-
-    fn succeeded(&mut self) {
-        if self.backoff.succeeded() {
-            tracing::info!("pgbus: database reachable again; claiming resumed");
-        }
-    }
-}
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let backlog = tokio::spawn(run_backlog(shared.clone()));
@@ -197,25 +34,15 @@ async fn run_primary(shared: &Arc<Shared>) {
     let signals = &shared.signals;
     let mut claimer = Claimer::new(shared, true);
     let mut linger = LINGER_STEPS;
-    let mut next_solo_check = Instant::now();
+    // Whether the next claim answers a wake-up (the first one answers the start).
+    let mut woken = true;
 
     while !signals.stop.is_cancelled() {
-        // Due suspects are looked for every poll interval, and at once when new ones were
-        // written.
-        if signals.look_for_suspects.swap(false, Relaxed) || Instant::now() >= next_solo_check {
-            next_solo_check = Instant::now() + shared.config.poll_interval;
-            let names: Vec<&str> = claimer.subs.iter().map(|s| s.0).collect();
-            match claimer
-                .conn
-                .run(async |c| claim::solo_due(c, &names).await)
-                .await
-            {
-                Ok(due) => signals.solo_pending.store(due, Relaxed),
-                Err(e) => {
-                    claimer.failed(&e).await;
-                    continue;
-                }
-            }
+        // Due suspects are looked for at once when new ones were written, and every poll
+        // interval: before the claim, unless it answers a wake-up, then after it.
+        if let Err(e) = claimer.look_for_suspects(!woken).await {
+            claimer.failed(&e).await;
+            continue;
         }
         if signals.solo_pending.load(Relaxed) {
             // Alone: nothing else queued or running. Outcomes still being written do not
@@ -241,9 +68,14 @@ async fn run_primary(shared: &Arc<Shared>) {
             wait_for_room(shared).await;
             continue;
         };
-        match claimer.claim_batch(reserved).await {
+        let answers = std::mem::take(&mut woken);
+        match claimer.claim_batch(reserved, answers).await {
             Ok(full) => {
                 claimer.succeeded();
+                if let Err(e) = claimer.look_for_suspects(true).await {
+                    claimer.failed(&e).await;
+                    continue;
+                }
                 if full {
                     linger = 0;
                     continue;
@@ -251,10 +83,11 @@ async fn run_primary(shared: &Arc<Shared>) {
                 if linger < LINGER_STEPS {
                     let pause = Duration::from_millis(1 << linger);
                     linger += 1;
-                    wait(shared, None, pause).await;
+                    woken = wait(shared, None, pause).await;
                     continue;
                 }
-                if wait(shared, None, shared.config.poll_interval).await {
+                woken = wait(shared, None, shared.config.poll_interval).await;
+                if woken {
                     linger = 0;
                 }
             }
@@ -276,39 +109,10 @@ async fn run_backlog(shared: Arc<Shared>) {
             wait_backlog(&shared).await;
             continue;
         };
-        match claimer.claim_batch(reserved).await {
+        match claimer.claim_batch(reserved, false).await {
             Ok(_) => claimer.succeeded(),
             Err(e) => claimer.failed(&e).await,
         }
-    }
-}
-
-/// What is left of `wants` after `got` rows were claimed per subscription.
-fn left(wants: &[Want], got: &[usize]) -> Vec<Want> {
-    (wants.iter())
-        .filter(|w| got[w.sub] < w.limit)
-        .map(|w| Want {
-            sub: w.sub,
-            limit: w.limit - got[w.sub],
-        })
-        .collect()
-}
-
-/// Records the batches of claimed log rows as held, before any of their rows can report.
-fn open_batches(shared: &Shared, rows: &[ClaimedRow]) {
-    // Per batch: its lease, its subscription, its rows as (id, txid).
-    type Rows = Vec<(i64, i64)>;
-    let mut batches: BTreeMap<i64, (i64, usize, Rows)> = BTreeMap::new();
-    for row in rows {
-        if let Some(log) = &row.log {
-            let b = batches
-                .entry(log.batch)
-                .or_insert_with(|| (row.lease_id, row.sub, Vec::new()));
-            b.2.push((row.id, log.txid));
-        }
-    }
-    for (batch, (lease, sub, rows)) in batches {
-        shared.batches.open(batch, lease, sub, rows);
     }
 }
 
@@ -323,7 +127,9 @@ async fn wait_backlog(shared: &Shared) {
     }
 }
 
-/// Waits until a held delivery is written back (or a wake-up, or the poll interval).
+/// Waits until a held delivery is written back (or a wake-up, or the poll interval). The
+/// claim after it does not count as answering a wake-up: under a backlog that fills the room,
+/// `pgbus.deliveries` is claimed first.
 async fn wait_for_room(shared: &Shared) {
     let freed = &shared.signals.slot_freed;
     wait(shared, Some(freed), shared.config.poll_interval).await;

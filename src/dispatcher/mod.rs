@@ -1,7 +1,7 @@
 //! The dispatcher: claims due deliveries, runs their handlers, writes their outcomes.
 //!
 //! One file per part: `config` (the builder), `shared` and `signals` (what the tasks
-//! share), `fetch_loop` with `room` and `claim` (taking work), `dispatch` and `execute`
+//! share), `fetch_loop` with `claimer`, `room` and `claim` (taking work), `dispatch` and `execute`
 //! (running it), `outcome`, `target` and `complete` (deciding and writing what follows), `tx`
 //! (transactional handlers: their completion in their own transaction), `lease`,
 //! `presence`, `listen`, `maintain`, `ring` (the delivery log's upkeep), `shutdown`, `handle`;
@@ -13,6 +13,7 @@ mod backoff;
 mod batch;
 mod claim;
 mod claim_ordered;
+mod claimer;
 mod complete;
 mod config;
 mod connection;

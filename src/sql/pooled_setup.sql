@@ -6,3 +6,4 @@ DEALLOCATE ALL;
 SET LOCAL synchronous_commit = off;
 SET LOCAL enable_seqscan = off;
 SET LOCAL jit = off;
+SET LOCAL plan_cache_mode = force_generic_plan;

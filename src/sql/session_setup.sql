@@ -3,3 +3,4 @@
 SET synchronous_commit = off;
 SET enable_seqscan = off;
 SET jit = off;
+SET plan_cache_mode = force_generic_plan;

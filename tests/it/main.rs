@@ -13,6 +13,7 @@ mod admin_subscriptions;
 mod asyncapi;
 mod claim_events;
 mod claim_log_paths;
+mod claim_order;
 mod claims_ring;
 mod cloudevents;
 mod cluster;
