@@ -2,7 +2,11 @@
 //! and lag of each subscription this dispatcher serves, from one bounded statement
 //! (`src/sql/metrics_gauges.sql`) every few seconds, never per claim.
 
-use sqlx::PgPool;
+use sqlx::PgConnection;
+
+/// Whether there are gauges to sample (feature `metrics`): without it, no connection is
+/// kept for them.
+pub(crate) const ENABLED: bool = cfg!(feature = "metrics");
 
 /// Unfinished rows of `pgbus.deliveries` one sample reads at most: past it, their part of
 /// the gauges is what it read (see the statement). The delivery log is counted by pack,
@@ -10,28 +14,28 @@ use sqlx::PgPool;
 #[cfg(feature = "metrics")]
 const SAMPLE_CAP: i64 = 100_000;
 
-/// Samples the gauges of the served subscriptions (nothing without feature `metrics`).
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-/// `pooled`: behind a transaction pooler (an unnamed statement).
-pub(crate) async fn sample(pool: &PgPool, names: &[&str], pooled: bool) {
+/// Samples the gauges of the served subscriptions on `conn` (the maintenance task's kept
+/// connection, whose plans are made once; nothing without feature `metrics`). `pooled`:
+/// behind a transaction pooler (an unnamed statement).
+#[cfg_attr(
+    not(feature = "metrics"),
+    allow(unused_variables, clippy::unused_async)
+)]
+pub(crate) async fn sample(
+    conn: &mut PgConnection,
+    names: &[&str],
+    pooled: bool,
+) -> sqlx::Result<()> {
     #[cfg(feature = "metrics")]
     {
         use super::metrics::{LAG, PENDING, RUNNING};
 
-        let rows: Vec<(String, i64, i64, Option<f64>)> =
-            match sqlx::query_as(crate::sql::METRICS_GAUGES)
-                .persistent(!pooled)
-                .bind(names)
-                .bind(SAMPLE_CAP)
-                .fetch_all(pool)
-                .await
-            {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::debug!(error = %e, "pgbus: sampling the gauges failed; will retry");
-                    return;
-                }
-            };
+        let rows: Vec<(String, i64, i64, Option<f64>)> = sqlx::query_as(crate::sql::METRICS_GAUGES)
+            .persistent(!pooled)
+            .bind(names)
+            .bind(SAMPLE_CAP)
+            .fetch_all(conn)
+            .await?;
         for &name in names {
             let (pending, running, lag) = rows
                 .iter()
@@ -43,4 +47,5 @@ pub(crate) async fn sample(pool: &PgPool, names: &[&str], pooled: bool) {
             ::metrics::gauge!(LAG, &label()).set(lag.max(0.0));
         }
     }
+    Ok(())
 }
