@@ -83,15 +83,10 @@ impl<'a> Claimer<'a> {
         self.shared.signals.side_claim.store(false, Relaxed);
         let (subs, owner) = (&self.subs, self.shared.owner);
         let before = got.to_vec();
-        let mut took_back = 0usize;
         let rows = (self.conn)
             .run(async |c| claim::claim(c, subs, &wants, false, owner).await)
             .await?;
-        for row in rows {
-            took_back += usize::from(row.taken_back);
-            got[row.sub] += 1;
-            dispatch(self.shared, row, false);
-        }
+        let took_back = dispatch_all(self.shared, rows, got);
         self.side_backlog =
             took_back > 0 || (wants.iter()).any(|w| got[w.sub] - before[w.sub] >= w.limit);
         self.next_side = Some(Instant::now() + self.shared.config.poll_interval);
@@ -127,37 +122,30 @@ impl<'a> Claimer<'a> {
     ) -> sqlx::Result<bool> {
         let side = self.side_due();
         let side_first = side && (!woken || self.side_backlog);
-        let (subs, owner) = (&self.subs, self.shared.owner);
+        let owner = self.shared.owner;
         let mut got = vec![0usize; self.shared.subs.len()];
         let mut took_back = 0usize;
         // Both claimers take ordered heads, each walking from its own cursor (measured:
         // leaving them to the primary alone drained slower).
         let ordered = self.ordered_wants(&reserved.wants);
         if !ordered.is_empty() {
-            let cursors = &mut self.cursors;
+            let (subs, cursors) = (&self.subs, &mut self.cursors);
             let rows = (self.conn)
                 .run(async |c| claim_ordered(c, subs, &ordered, cursors, false, owner).await)
                 .await?;
-            for row in rows {
-                took_back += usize::from(row.taken_back);
-                got[row.sub] += 1;
-                dispatch(self.shared, row, false);
-            }
+            took_back += dispatch_all(self.shared, rows, &mut got);
         }
         if side_first {
             took_back += self.claim_side(&reserved.wants, &mut got).await?;
         }
         let wants = left(&reserved.wants, &got);
         if !wants.is_empty() {
-            let (subs, owner) = (&self.subs, self.shared.owner);
+            let subs = &self.subs;
             let rows = (self.conn)
                 .run(async |c| claim::claim_log(c, subs, &wants, owner).await)
                 .await?;
             open_batches(self.shared, &rows);
-            for row in rows {
-                got[row.sub] += 1;
-                dispatch(self.shared, row, false);
-            }
+            dispatch_all(self.shared, rows, &mut got);
         }
         if side && !side_first {
             took_back += self.claim_side(&reserved.wants, &mut got).await?;
@@ -220,6 +208,18 @@ impl<'a> Claimer<'a> {
             tracing::info!("pgbus: database reachable again; claiming resumed");
         }
     }
+}
+
+/// Dispatches claimed rows in order, counting them into `got`; returns how many were
+/// taken-back leases.
+fn dispatch_all(shared: &Arc<Shared>, rows: Vec<ClaimedRow>, got: &mut [usize]) -> usize {
+    let mut took_back = 0;
+    for row in rows {
+        took_back += usize::from(row.taken_back);
+        got[row.sub] += 1;
+        dispatch(shared, row, false);
+    }
+    took_back
 }
 
 /// What is left of `wants` after `got` rows were claimed per subscription.

@@ -1,10 +1,11 @@
 //! The dispatcher: claims due deliveries, runs their handlers, writes their outcomes.
 //!
 //! One file per part: `config` (the builder), `shared` and `signals` (what the tasks
-//! share), `fetch_loop` with `claimer`, `room` and `claim` (taking work), `dispatch` and `execute`
-//! (running it), `outcome`, `target` and `complete` (deciding and writing what follows), `tx`
-//! (transactional handlers: their completion in their own transaction), `lease`,
-//! `presence`, `listen`, `maintain`, `ring` (the delivery log's upkeep), `shutdown`, `handle`;
+//! share), `fetch_loop` with `claimer`, `room` and `claim` (taking work), `dispatch` and
+//! `execute` (running it), `outcome`, `target` and `complete` (deciding and writing what
+//! follows), `tx` (transactional handlers: their completion in their own transaction),
+//! `lease`, `presence`, `listen`, `maintain`, `ring` (the delivery log's upkeep),
+//! `shutdown`, `handle`;
 //! `batch` (the log batches held) and `write` (the completer's statements) serve the
 //! completer; `connection` and `backoff` serve them all; `pooler` runs them behind a
 //! transaction-mode connection pooler.
